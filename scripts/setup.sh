@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Creates .venv/ at the repository root and installs gdl with everything the book and tests need,
+# from the project's own files: pyproject.toml (what) and requirements/lock.txt (which versions).
+# Safe to re-run: the Makefile calls it only when those files changed or .venv is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+REPORT=$VENV/gdl-setup.txt
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# System packages (Debian): gfortran lets pip build py3nj (escnn's fast Clebsch-Gordan path);
+# chromium + chromium-driver serve the website tests. Installed only where apt-get can run.
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if have sudo && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else return 1; fi
+    fi
+    echo "setup: apt-get install ${missing[*]}"
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+if have apt-get && have dpkg; then
+    apt_install gfortran || echo "setup: could not install gfortran (no root/sudo)"
+    if [ "${GDL_NO_BROWSER:-0}" != "1" ]; then
+        apt_install chromium chromium-driver || echo "setup: could not install chromium (no root/sudo)"
+    fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV with $($PYTHON --version)"
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+
+# torch first, pinned: torch==2.13.0 resolves to the local CPU wheel on the project's machines;
+# an unpinned torch would pull several GB of CUDA packages.
+$PIP install -c requirements/lock.txt torch numpy 2>install -c requirements/lock.txt torch 2>&11 | grep -v "is ignored" || true
+$VENV/bin/python -c "import torch" || { echo "setup: torch failed to install" >&2; exit 1; }
+
+# py3nj needs a Fortran compiler; without one, escnn runs on its numerical fallback.
+if have gfortran; then
+    CG="py3nj (compiled with $(gfortran --version | head -n1))"
+    $PIP install -c requirements/lock.txt -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+else
+    CG="escnn numerical fallback (no Fortran compiler, py3nj skipped)"
+    grep -v '^py3nj==' requirements/lock.txt > "$VENV/lock-no-py3nj.txt"
+    $PIP install -c "$VENV/lock-no-py3nj.txt" --no-deps escnn 2>&1 | grep -v "is ignored" || true
+    $PIP install -c "$VENV/lock-no-py3nj.txt" lie_learn pymanopt autograd joblib 2>&1 | grep -v "is ignored" || true
+    $PIP install -c "$VENV/lock-no-py3nj.txt" -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+fi
+$VENV/bin/python -c "import gdl, escnn, e3nn, jupytext, nbval" \
+    || { echo "setup: installation is incomplete (see messages above)" >&2; exit 1; }
+
+$VENV/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+{
+    echo "python: $($VENV/bin/python --version 2>&1)"
+    echo "torch: $($VENV/bin/python -c 'import torch; print(torch.__version__)')"
+    echo "clebsch-gordan: $CG"
+    echo "chromium: $(command -v chromium || echo 'not installed: browser tests will be skipped')"
+} > "$REPORT"
+echo "setup: done"; sed 's/^/setup:   /' "$REPORT"
