@@ -1,0 +1,25 @@
+"""Groups, their actions on data, and their representations."""
+
+from gdl.groups._actions import Action, ImageAction, RepAction, SetAction, TrivialAction, TupleAction
+from gdl.groups._errors import GroupMismatchError, RepresentationError, ShapeError
+from gdl.groups._finite import CyclicGroup, DihedralGroup, SymmetricGroup, TranslationGroup2D
+from gdl.groups._group import FiniteGroup, Group, GroupElement
+from gdl.groups._rep import (
+    DirectSumRep,
+    MatrixRep,
+    PermutationRep,
+    RegularRep,
+    Rep,
+    StandardRep,
+    TensorProductRep,
+    TrivialRep,
+)
+
+__all__ = [
+    "Action", "ImageAction", "RepAction", "SetAction", "TrivialAction", "TupleAction",
+    "GroupMismatchError", "RepresentationError", "ShapeError",
+    "CyclicGroup", "DihedralGroup", "SymmetricGroup", "TranslationGroup2D",
+    "FiniteGroup", "Group", "GroupElement",
+    "DirectSumRep", "MatrixRep", "PermutationRep", "RegularRep", "Rep", "StandardRep",
+    "TensorProductRep", "TrivialRep",
+]
