@@ -1,0 +1,48 @@
+"""The book's own checks: every chapter in the table of contents is executed, paired and set up for Colab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+import pytest
+from check_sync import out_of_sync
+from toc_notebooks import ROOT, toc_notebooks
+
+COLAB_CELL = (ROOT / "scripts" / "colab_cell.py").read_text().strip()
+NOTEBOOKS = toc_notebooks()
+
+
+def test_toc_has_chapters():
+    assert NOTEBOOKS, "_toc.yml lists no notebook chapters"
+
+
+def test_every_toc_chapter_is_collected_by_nbval(request):
+    """Fails when a chapter of the table of contents is not among the nbval items of this run."""
+    if not request.config.getoption("nbval_lax", default=False) and not request.config.getoption(
+            "nbval", default=False):
+        pytest.skip("run with --nbval-lax and the chapter notebooks (as `make test` does) to check collection")
+    collected = {Path(item.path).resolve() for item in request.session.items if str(item.path).endswith(".ipynb")}
+    missing = [str(nb.relative_to(ROOT)) for nb in NOTEBOOKS if nb.resolve() not in collected]
+    assert not missing, f"chapters in _toc.yml that nbval did not collect: {missing}"
+
+
+def test_markdown_and_notebooks_are_in_sync():
+    problems = out_of_sync()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_first_cell_is_the_colab_setup(notebook: Path):
+    nb = jupytext.read(notebook.with_suffix(".md"))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{notebook.name} has no code cell"
+    assert code[0].source.strip() == COLAB_CELL, (
+        f"the first code cell of {notebook.with_suffix('.md').name} must be scripts/colab_cell.py verbatim"
+    )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebooks_never_hard_code_cuda(notebook: Path):
+    text = notebook.with_suffix(".md").read_text()
+    assert ".cuda()" not in text, f"{notebook.name} hard-codes .cuda(); use gdl.device()"
