@@ -2,5 +2,18 @@
 
 from gdl.nn.cnn import CNN
 from gdl.nn.gcnn import GCNN, GroupBatchNorm2d, GroupConv2d, GroupPool, LiftingConv2d
+from gdl.nn.steerable import FieldPool, GatedReLU, NormReLU, SteerableCNN, SteerableConv2d
 
-__all__ = ["CNN", "GCNN", "GroupBatchNorm2d", "GroupConv2d", "GroupPool", "LiftingConv2d"]
+__all__ = [
+    "CNN",
+    "GCNN",
+    "GroupBatchNorm2d",
+    "GroupConv2d",
+    "GroupPool",
+    "LiftingConv2d",
+    "FieldPool",
+    "GatedReLU",
+    "NormReLU",
+    "SteerableCNN",
+    "SteerableConv2d",
+]
