@@ -28,6 +28,9 @@ class CNN(nn.Module):
         stride: stride of every convolution (default: 1).
         num_classes: if given, global average pooling and a linear layer produce class scores, which are
             shift *invariant* (exactly so with circular padding and stride 1).
+        pool_after: indices of the layers followed by ``2x2`` max pooling (default: none). Pooling keeps
+            shift equivariance only for even shifts; it is here so a digit classifier can match the layout
+            of :class:`gdl.nn.GCNN` layer for layer.
 
     Shapes:
         input ``(B, C_in, H, W)``; output ``(B, C_hidden, H', W')`` feature maps, or ``(B, num_classes)``.
@@ -47,6 +50,7 @@ class CNN(nn.Module):
         padding_mode: str = "circular",
         stride: int = 1,
         num_classes: int | None = None,
+        pool_after: tuple[int, ...] = (),
     ):
         super().__init__()
         if padding_mode not in ("circular", "zeros"):
@@ -55,11 +59,15 @@ class CNN(nn.Module):
             raise ValueError(f"kernel_size must be odd so the filter has a centre, got {kernel_size}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        bad = [i for i in pool_after if not 0 <= i < num_layers]
+        if bad:
+            raise ValueError(f"pool_after indices {bad} are outside 0..{num_layers - 1}")
+        self.pool_after = tuple(pool_after)
         self.in_channels, self.hidden_channels = in_channels, hidden_channels
         self.padding_mode, self.stride, self.num_classes = padding_mode, stride, num_classes
         layers: list[nn.Module] = []
         channels = in_channels
-        for _ in range(num_layers):
+        for i in range(num_layers):
             layers += [
                 nn.Conv2d(
                     channels, hidden_channels, kernel_size, stride=stride,
@@ -67,6 +75,8 @@ class CNN(nn.Module):
                 ),
                 nn.ReLU(),
             ]
+            if i in self.pool_after:
+                layers.append(nn.MaxPool2d(2))
             channels = hidden_channels
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(hidden_channels, num_classes) if num_classes is not None else None
