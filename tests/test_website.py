@@ -156,6 +156,8 @@ class Visit:
     output_images: int = 0
     colab_links: list[str] = field(default_factory=list)
     hrefs: list[str] = field(default_factory=list)
+    bib_entries: int = 0
+    citations: list[str] = field(default_factory=list)
 
 
 _VISITS: dict[str, Visit] = {}
@@ -176,6 +178,8 @@ COLLECT_JS = """() => {
     colab_links: [...document.querySelectorAll('a[href*="colab.research.google.com"]')]
                    .map(a => a.href),
     hrefs: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    bib_entries: main.querySelectorAll('[role="doc-biblioentry"]').length,
+    citations: [...main.querySelectorAll('.bibtex-citation a[href]')].map(a => a.href),
   };
 }"""
 
@@ -372,3 +376,17 @@ def test_internal_links_resolve(browser, site, page):
                 no_anchor.append(href)
     assert not missing, f"{page}: links to files that were not built: {sorted(set(missing))}"
     assert not no_anchor, f"{page}: links to anchors that do not exist: {sorted(set(no_anchor))}"
+
+
+def test_bibliography_lists_every_reference(browser, site):
+    """book/references.md shows every entry of references.bib, and chapter citations link to it."""
+    bib = (ROOT / "references.bib").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,\s]+),", bib, flags=re.MULTILINE)
+    assert len(keys) >= 14, f"references.bib has only {len(keys)} entries: {keys}"
+    page = visit(browser, site, "book/references")
+    assert page.bib_entries == len(keys), (
+        f"the References page lists {page.bib_entries} entries, references.bib has {len(keys)}"
+    )
+    for chapter in PAGES:
+        for href in visit(browser, site, chapter).citations:
+            assert "/book/references.html#" in href, f"{chapter}: citation {href} misses the list"
