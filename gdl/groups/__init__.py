@@ -1,9 +1,11 @@
 """Groups, their actions on data, and their representations."""
 
 from gdl.groups._actions import Action, ImageAction, RepAction, SetAction, TrivialAction, TupleAction
+from gdl.groups._continuous import E3, O2, O3, SE3, SO2, SO3, expm_skew, so3_basis
 from gdl.groups._errors import GroupMismatchError, RepresentationError, ShapeError
 from gdl.groups._finite import CyclicGroup, DihedralGroup, SymmetricGroup, TranslationGroup2D
 from gdl.groups._group import FiniteGroup, Group, GroupElement
+from gdl.groups._irreps import O2Irrep, O3Irrep, SO2Irrep, SO3Irrep, wigner_D
 from gdl.groups._rep import (
     DirectSumRep,
     MatrixRep,
@@ -20,6 +22,8 @@ __all__ = [
     "GroupMismatchError", "RepresentationError", "ShapeError",
     "CyclicGroup", "DihedralGroup", "SymmetricGroup", "TranslationGroup2D",
     "FiniteGroup", "Group", "GroupElement",
+    "E3", "O2", "O3", "SE3", "SO2", "SO3", "expm_skew", "so3_basis",
+    "O2Irrep", "O3Irrep", "SO2Irrep", "SO3Irrep", "wigner_D",
     "DirectSumRep", "MatrixRep", "PermutationRep", "RegularRep", "Rep", "StandardRep",
     "TensorProductRep", "TrivialRep",
 ]
