@@ -35,23 +35,27 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV with $($PYTHON --version)"
     "$PYTHON" -m venv "$VENV"
 fi
-PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+# pip, quiet, without the index's harmless "Location ... is ignored" warnings; fails when pip fails.
+pip_install() {
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install "$@" 2>&1 | { grep -v "is ignored" || true; }
+}
 
 # torch first, pinned: torch==2.13.0 resolves to the local CPU wheel on the project's machines;
 # an unpinned torch would pull several GB of CUDA packages.
-$PIP install -c requirements/lock.txt torch numpy 2>install -c requirements/lock.txt torch 2>&11 | grep -v "is ignored" || true
+pip_install -c requirements/lock.txt torch numpy
 $VENV/bin/python -c "import torch" || { echo "setup: torch failed to install" >&2; exit 1; }
 
-# py3nj needs a Fortran compiler; without one, escnn runs on its numerical fallback.
-if have gfortran; then
+# py3nj needs a Fortran compiler; without one, escnn runs on its numerical fallback (slower, same results).
+# GDL_NO_FORTRAN=1 takes the fallback path on purpose (to test it).
+if have gfortran && [ "${GDL_NO_FORTRAN:-0}" != "1" ]; then
     CG="py3nj (compiled with $(gfortran --version | head -n1))"
-    $PIP install -c requirements/lock.txt -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+    pip_install -c requirements/lock.txt -e ".[dev]"
 else
     CG="escnn numerical fallback (no Fortran compiler, py3nj skipped)"
+    # the lock file is the whole resolved set: install it without py3nj and without resolving again
     grep -v '^py3nj==' requirements/lock.txt > "$VENV/lock-no-py3nj.txt"
-    $PIP install -c "$VENV/lock-no-py3nj.txt" --no-deps escnn 2>&1 | grep -v "is ignored" || true
-    $PIP install -c "$VENV/lock-no-py3nj.txt" lie_learn pymanopt autograd joblib 2>&1 | grep -v "is ignored" || true
-    $PIP install -c "$VENV/lock-no-py3nj.txt" -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+    pip_install --no-deps -r "$VENV/lock-no-py3nj.txt"
+    pip_install --no-deps -e .
 fi
 $VENV/bin/python -c "import gdl, escnn, e3nn, jupytext, nbval" \
     || { echo "setup: installation is incomplete (see messages above)" >&2; exit 1; }
