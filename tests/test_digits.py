@@ -1,0 +1,78 @@
+"""Rotated digits: determinism, exact 90-degree rotations, balanced nested splits, clear errors."""
+
+import pytest
+import torch
+
+from gdl.data import RandomRotation, digit_images, random_angles, rotate_images, rotated_digits
+
+
+def test_digit_images_are_centred_and_uncropped():
+    x, y = digit_images(size=20, content=14)
+    assert x.shape == (1797, 1, 20, 20) and y.shape == (1797,)
+    assert x.min() >= 0 and x.max() <= 1 and set(y.tolist()) == set(range(10))
+    assert x[..., :3, :].abs().max() == 0 and x[..., :, -3:].abs().max() == 0     # zero border
+    # a 45-degree turn keeps (almost all) the ink on the canvas
+    mass = rotate_images(x[:100], 45.0).sum() / x[:100].sum()
+    assert abs(float(mass) - 1) < 0.02
+
+
+def test_quarter_turns_are_exact_and_match_rot90():
+    x, _ = digit_images()
+    for k in range(4):
+        assert torch.equal(rotate_images(x[:8], 90.0 * k), torch.rot90(x[:8], k, dims=(-2, -1)))
+    # bilinear rotation by almost 90 degrees approaches the exact one (same direction convention)
+    close = rotate_images(x[:8].double(), 89.999)
+    assert (close - torch.rot90(x[:8].double(), 1, dims=(-2, -1))).abs().max() < 1e-3
+    # composition: two 30-degree turns are close to one 60-degree turn (interpolation error only)
+    twice = rotate_images(rotate_images(x[:8], 30.0), 30.0)
+    assert (twice - rotate_images(x[:8], 60.0)).abs().max() < 0.5
+
+
+def test_per_image_angles():
+    x, _ = digit_images()
+    angles = torch.tensor([0.0, 90.0, 180.0, 33.0])
+    out = rotate_images(x[:4], angles)
+    assert torch.equal(out[2], torch.rot90(x[2], 2, dims=(-2, -1)))
+    assert torch.equal(out[3], rotate_images(x[3:4], 33.0)[0])
+
+
+def test_split_is_seeded_balanced_and_nested():
+    a, b = rotated_digits(50, 200, seed=3), rotated_digits(50, 200, seed=3)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert torch.bincount(a.y_train, minlength=10).tolist() == [5] * 10
+    big = rotated_digits(120, 200, seed=3)
+    assert torch.equal(big.x_train[:50], a.x_train) and torch.equal(big.x_test, a.x_test)
+    other = rotated_digits(50, 200, seed=4)
+    assert not torch.equal(other.x_train, a.x_train)
+    upright = rotated_digits(30, 100, rotation="none", test_rotation="c4", seed=0)
+    x, _ = digit_images()
+    assert any(torch.equal(upright.x_train[0], xi) for xi in x)
+
+
+def test_random_angles_and_augmentation():
+    g = torch.Generator().manual_seed(0)
+    assert torch.all(random_angles(50, "c4", g) % 90 == 0)
+    so2 = random_angles(1000, "so2", g)
+    assert so2.min() >= 0 and so2.max() < 360 and so2.std() > 90
+    assert torch.all(random_angles(5, "none", g) == 0)
+    x, _ = digit_images()
+    aug = RandomRotation("c4")
+    out = aug(x[:16], torch.Generator().manual_seed(1))
+    assert out.shape == x[:16].shape and repr(aug) == "RandomRotation('c4')"
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="rotation must be one of"):
+        rotated_digits(10, rotation="c8")
+    with pytest.raises(ValueError, match="n_train must be an integer in 1..1297"):
+        rotated_digits(5000, 500)
+    with pytest.raises(ValueError, match="n_test"):
+        rotated_digits(10, 0)
+    with pytest.raises(ValueError, match="canvas of about 20 pixels"):
+        digit_images(size=16, content=14)
+    with pytest.raises(ValueError, match="even difference"):
+        digit_images(size=20, content=13)
+    with pytest.raises(ValueError, match=r"square images of shape \(B, C, H, H\), got \(1, 4, 5\)"):
+        rotate_images(torch.zeros(1, 4, 5), 10.0)
+    with pytest.raises(ValueError, match="one angle or 2 angles"):
+        rotate_images(torch.zeros(2, 1, 4, 4), torch.zeros(3))
