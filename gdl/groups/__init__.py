@@ -4,6 +4,7 @@ from gdl.groups._actions import Action, ImageAction, RepAction, SetAction, Trivi
 from gdl.groups._continuous import E3, O2, O3, SE3, SO2, SO3, expm_skew, so3_basis
 from gdl.groups._errors import GroupMismatchError, RepresentationError, ShapeError
 from gdl.groups._finite import CyclicGroup, DihedralGroup, SymmetricGroup, TranslationGroup2D
+from gdl.groups._geometric_actions import GraphAction, PointCloudAction, RotateImageAction, smooth_disk_images
 from gdl.groups._group import FiniteGroup, Group, GroupElement
 from gdl.groups._irreps import O2Irrep, O3Irrep, SO2Irrep, SO3Irrep, wigner_D
 from gdl.groups._rep import (
@@ -16,11 +17,13 @@ from gdl.groups._rep import (
     TensorProductRep,
     TrivialRep,
 )
+from gdl.groups._wallpaper import P4, P4M
 
 __all__ = [
     "Action", "ImageAction", "RepAction", "SetAction", "TrivialAction", "TupleAction",
+    "GraphAction", "PointCloudAction", "RotateImageAction", "smooth_disk_images",
     "GroupMismatchError", "RepresentationError", "ShapeError",
-    "CyclicGroup", "DihedralGroup", "SymmetricGroup", "TranslationGroup2D",
+    "CyclicGroup", "DihedralGroup", "SymmetricGroup", "TranslationGroup2D", "P4", "P4M",
     "FiniteGroup", "Group", "GroupElement",
     "E3", "O2", "O3", "SE3", "SO2", "SO3", "expm_skew", "so3_basis",
     "O2Irrep", "O3Irrep", "SO2Irrep", "SO3Irrep", "wigner_D",

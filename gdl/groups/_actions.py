@@ -17,6 +17,7 @@ from gdl.groups._errors import GroupMismatchError, ShapeError
 from gdl.groups._finite import CyclicGroup, DihedralGroup, SymmetricGroup, TranslationGroup2D
 from gdl.groups._group import Group, GroupElement
 from gdl.groups._rep import Rep
+from gdl.groups._wallpaper import _Wallpaper
 
 __all__ = ["Action", "TrivialAction", "RepAction", "ImageAction", "SetAction", "TupleAction"]
 
@@ -103,6 +104,8 @@ class ImageAction(Action):
       ``torch.rot90`` (counter-clockwise as displayed). Needs square images.
     - :class:`DihedralGroup` ``n`` in {1, 2, 4}: ``(f, k)`` flips left-right first (``torch.flip`` on W),
       then rotates.
+    - :class:`~gdl.groups.P4` / :class:`~gdl.groups.P4M` of an ``n x n`` grid: the C4/D4 part as above, then
+      the periodic shift.
 
     Other angles are not exact on a pixel grid; see the resampling action in this package.
 
@@ -111,16 +114,18 @@ class ImageAction(Action):
         fiber: optional representation of ``group`` mixing the channels: ``C = F * fiber.dim``, the channel
             axis read as ``F`` fields of ``fiber.dim`` channels each (escnn's convention), each field
             multiplied by ``fiber.matrix(g)``. With ``fiber=RegularRep(C4)`` this is how p4 feature maps
-            transform: rotate the plane and cycle the four orientation channels.
+            transform: rotate the plane and cycle the four orientation channels. For P4/P4M the fiber may be a
+            representation of the point group (C4/D4): shifts do not mix channels.
     """
 
     def __init__(self, group: Group, fiber: Rep | None = None):
-        ok = (isinstance(group, TranslationGroup2D)
+        ok = (isinstance(group, (TranslationGroup2D, _Wallpaper))
               or (isinstance(group, (CyclicGroup, DihedralGroup)) and group.n in (1, 2, 4)))
         if not ok:
             raise GroupMismatchError(
-                f"ImageAction acts exactly only with translations, C1, C2, C4, D1, D2 or D4; got {group}")
-        if fiber is not None and fiber.group != group:
+                f"ImageAction acts exactly only with translations, C1, C2, C4, D1, D2, D4, P4 or P4M; got {group}")
+        point = group.point_group if isinstance(group, _Wallpaper) else group
+        if fiber is not None and fiber.group not in (group, point):
             raise GroupMismatchError(f"fiber {fiber} is a representation of {fiber.group}, not of {group}")
         self.group, self.fiber = group, fiber
 
@@ -132,6 +137,9 @@ class ImageAction(Action):
         if isinstance(self.group, TranslationGroup2D) and (H, W) != self.group.shape:
             raise ShapeError(f"{self} acts on {self.group.shape[0]}x{self.group.shape[1]} grids, "
                              f"got images of shape {tuple(x.shape)}")
+        if isinstance(self.group, _Wallpaper) and (H, W) != (self.group.n, self.group.n):
+            raise ShapeError(f"{self} acts on {self.group.n}x{self.group.n} grids, got images of shape "
+                             f"{tuple(x.shape)}")
         if isinstance(self.group, (CyclicGroup, DihedralGroup)) and self.group.n == 4 and H != W:
             raise ShapeError(f"{self} rotates by 90 degrees and needs square images, got {tuple(x.shape)}")
         if self.fiber is not None and x.shape[-3] % self.fiber.dim != 0:
@@ -139,19 +147,32 @@ class ImageAction(Action):
                              f"got images of shape {tuple(x.shape)}")
 
     def _act(self, g, x):
-        grp = self.group
+        g_full, grp, shift = g, self.group, None
+        if isinstance(grp, _Wallpaper):
+            g, shift = grp.rotation_part(g), grp.translation_part(g).value
+            grp = grp.point_group
         if isinstance(grp, TranslationGroup2D):
             y = torch.roll(x, shifts=g.value, dims=(-2, -1))
         else:
             f, k = g.value if isinstance(grp, DihedralGroup) else (0, g.value)
             y = torch.flip(x, dims=(-1,)) if f else x
             y = torch.rot90(y, k * 4 // grp.n, dims=(-2, -1))
+        if shift is not None:
+            y = torch.roll(y, shifts=shift, dims=(-2, -1))
         if self.fiber is not None:
             d = self.fiber.dim
-            m = self.fiber.matrix(g).to(dtype=x.dtype, device=x.device)
+            m = self.fiber.matrix(g if self.fiber.group == grp else g_full).to(dtype=x.dtype, device=x.device)
             y = y.unflatten(-3, (-1, d))                 # (..., F, d, H, W)
             y = torch.einsum("ij,...fjhw->...fihw", m, y).flatten(-4, -3)
         return y
+
+    def random_input(self, batch=4, dtype=torch.float64, generator=None):
+        """Random images ``(batch, C, H, W)``: the group's grid (9x9 for C_n/D_n), ``C = 2 * fiber.dim`` or 2."""
+        grp = self.group
+        H, W = grp.shape if isinstance(grp, TranslationGroup2D) else \
+            (grp.n, grp.n) if isinstance(grp, _Wallpaper) else (9, 9)
+        C = 2 * (self.fiber.dim if self.fiber is not None else 1)
+        return torch.randn(batch, C, H, W, dtype=dtype, generator=generator)
 
     def __repr__(self) -> str:
         return f"ImageAction({self.group}" + (f", fiber={self.fiber})" if self.fiber else ")")
@@ -204,6 +225,9 @@ class TupleAction(Action):
 
     def _act(self, g, x):
         return tuple(a(g, xi) for a, xi in zip(self.actions, x))
+
+    def random_input(self, batch=4, dtype=torch.float64, generator=None):
+        return tuple(a.random_input(batch, dtype=dtype, generator=generator) for a in self.actions)
 
     def __repr__(self) -> str:
         return f"TupleAction({', '.join(map(repr, self.actions))})"
