@@ -27,6 +27,7 @@ returns a model made of plain PyTorch modules (escnn's ``R2Conv.export()`` for t
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ from torch import nn
 from gdl.groups import CyclicGroup, DihedralGroup, ImageAction, MatrixRep, ShapeError, TrivialAction
 
 __all__ = ["STEERABLE_GROUPS", "escnn_available", "SteerableConv2d", "NormReLU", "GatedReLU", "FieldPool",
-           "SteerableCNN"]
+           "RegularBatchNorm", "SteerableCNN"]
 
 #: Group names understood here: ``"C<N>"``, ``"D<N>"`` and ``"SO2"`` (e.g. ``"C8"``, ``"D4"``).
 STEERABLE_GROUPS = "C<N>, D<N> (N >= 1) or SO2"
@@ -143,6 +144,9 @@ class SteerableConv2d(nn.Module):
         self.in_type, self.out_type, self.kernel_size = in_type, out_type, kernel_size
         self.conv = enn.R2Conv(in_type, out_type, kernel_size, padding=kernel_size // 2, bias=bias,
                                initialize=False)
+        # escnn caches the sampled basis per pair of field types and shares that module between layers (and
+        # models); an own copy keeps `.double()` or `.to(device)` on one model from changing another.
+        self.conv._basisexpansion = copy.deepcopy(self.conv._basisexpansion)
         self.group, self._to_escnn = _checker_group(in_type.gspace)
         self.in_action = _field_action(in_type, self.group, self._to_escnn, "in_type")
         self.out_action = _field_action(out_type, self.group, self._to_escnn, "out_type")
@@ -262,6 +266,27 @@ class FieldPool(nn.Module):
         return f"fields={len(self.field_sizes)}, {'group max' if self.regular else 'norm'}"
 
 
+class RegularBatchNorm(nn.Module):
+    """Batch normalisation of ``num_fields`` regular fields of ``order`` channels each: statistics and affine
+    parameters are per field, shared by its channels, so it commutes with permuting them. Plain PyTorch.
+
+    Shapes:
+        input and output ``(B, num_fields * order, H, W)``.
+    """
+
+    def __init__(self, num_fields: int, order: int):
+        super().__init__()
+        self.num_fields, self.order = num_fields, order
+        self.bn = nn.BatchNorm3d(num_fields)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        return self.bn(x.reshape(B, self.num_fields, self.order, H, W)).reshape(B, -1, H, W)
+
+    def reset_parameters(self) -> None:
+        self.bn.reset_parameters()
+
+
 @dataclass
 class _Layer:
     conv_out: object        # escnn FieldType produced by the convolution
@@ -279,9 +304,12 @@ class SteerableCNN(nn.Module):
         channels: fields per layer, e.g. ``(6, 6, 6)`` (for SO2: copies of the frequencies ``0..L``).
         kernel_size: odd filter size (default: 5).
         pool_after: layers followed by ``2x2`` average pooling (default: none).
-        num_classes: output scores (default: 10).
+        num_classes: output scores (default: 10); ``None`` returns the last layer's feature fields, which
+            transform by the field type ``features_type`` (``out_action`` says how, for the checker).
         max_frequency: ``L`` for SO2 fields (default: 2).
         nonlinearity: for SO2, ``"norm"`` or ``"gated"`` (default: ``"norm"``).
+        batch_norm: batch normalisation of regular fields (one statistic per field, shared by its ``N``
+            channels) after each convolution; ``C_N``/``D_N`` only (default: ``False``).
 
     The output is invariant to the 90-degree rotations (and flips for ``D_N``) exactly, and to other group
     elements approximately (see the module docstring).
@@ -291,8 +319,8 @@ class SteerableCNN(nn.Module):
     """
 
     def __init__(self, group: str = "C8", in_channels: int = 1, channels: tuple[int, ...] = (6, 6, 6),
-                 kernel_size: int = 5, pool_after: tuple[int, ...] = (), num_classes: int = 10,
-                 max_frequency: int = 2, nonlinearity: str = "norm"):
+                 kernel_size: int = 5, pool_after: tuple[int, ...] = (), num_classes: int | None = 10,
+                 max_frequency: int = 2, nonlinearity: str = "norm", batch_norm: bool = False):
         super().__init__()
         _, enn = _escnn()
         kind, _ = _parse_group(group)
@@ -300,6 +328,8 @@ class SteerableCNN(nn.Module):
             raise ValueError(f"nonlinearity must be 'norm' or 'gated', got {nonlinearity!r}")
         if len(channels) < 1:
             raise ValueError("channels must list at least one layer width")
+        if batch_norm and kind == "SO2":
+            raise ValueError("batch_norm is implemented for regular fields (C_N, D_N), not for SO2")
         self.group_name, self.in_channels, self.num_classes = group, in_channels, num_classes
         self.channels, self.pool_after, self.nonlinearity = tuple(channels), tuple(pool_after), nonlinearity
         gs = _gspace(group, max_frequency + 1)
@@ -309,16 +339,21 @@ class SteerableCNN(nn.Module):
         blocks: list[nn.Module] = []
         for i, c in enumerate(channels):
             layer = self._layer(gs, enn, c, max_frequency)
-            blocks += [SteerableConv2d(in_type, layer.conv_out, kernel_size), layer.nonlinearity]
+            blocks.append(SteerableConv2d(in_type, layer.conv_out, kernel_size, bias=not batch_norm))
+            if batch_norm:
+                blocks.append(RegularBatchNorm(c, layer.conv_out.size // c))
+            blocks.append(layer.nonlinearity)
             if i in self.pool_after:
                 blocks.append(nn.AvgPool2d(2))
             in_type = layer.feature
         self.features = nn.Sequential(*blocks)
+        self.features_type = in_type
         self.pool = FieldPool([r.size for r in in_type.representations], regular=self.regular)
-        self.head = nn.Linear(len(in_type.representations), num_classes)
-        self.group, _ = _checker_group(gs)
+        self.head = nn.Linear(len(in_type.representations), num_classes) if num_classes is not None else None
+        self.group, to_escnn = _checker_group(gs)
         self.in_action = ImageAction(self.group)
-        self.out_action = TrivialAction(self.group)
+        self.out_action = (TrivialAction(self.group) if num_classes is not None
+                           else _field_action(in_type, self.group, to_escnn, "features_type"))
 
     def _layer(self, gs, enn, c: int, L: int) -> _Layer:
         if self.regular:
@@ -338,19 +373,22 @@ class SteerableCNN(nn.Module):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ShapeError(f"SteerableCNN expects images of shape (B, {self.in_channels}, H, W), got {got}")
-        h = self.pool(self.features(x))                 # (B, F, H', W') invariant fields
+        h = self.features(x)                            # (B, C, H', W') feature fields
+        if self.head is None:
+            return h
+        h = self.pool(h)                                # (B, F, H', W') invariant fields
         return self.head(h.mean(dim=(-2, -1)))          # (B, num_classes)
 
     def export(self) -> nn.Sequential:
         """The same network from plain PyTorch modules only (escnn's exported ``nn.Conv2d`` layers)."""
-        import copy
-
         blocks = [b.export() if isinstance(b, SteerableConv2d) else copy.deepcopy(b) for b in self.features]
+        if self.head is None:
+            return nn.Sequential(*blocks)
         return nn.Sequential(*blocks, copy.deepcopy(self.pool), _SpatialMean(), copy.deepcopy(self.head))
 
     def reset_parameters(self) -> None:
         for m in self.modules():
-            if isinstance(m, (SteerableConv2d, nn.Linear)):
+            if isinstance(m, (SteerableConv2d, nn.Linear, RegularBatchNorm)):
                 m.reset_parameters()
 
     def extra_repr(self) -> str:

@@ -1,0 +1,258 @@
+"""The registry of the course's architectures: one list behind the book's table and the parametrised tests.
+
+Every row says which group an architecture respects, how (invariant or equivariant), on which domain, and,
+once implemented, how to build a small instance, a sample input, and the input/output actions the checker
+uses. :func:`architecture_table` measures each implemented row (equivariance error with the one checker,
+parameter count) and returns plain dictionaries that the book renders with :func:`table_markdown`.
+
+Adding an architecture is one :func:`register` call (or editing its placeholder row)::
+
+    register(Architecture(
+        name="DeepSets", symmetry="Permutation", group=SymmetricGroup(5), kind="invariant",
+        domain="Point clouds, sets", behaviour="Invariant to set element ordering",
+        builder=lambda: DeepSets(3, 16, 1), sample_input=lambda g: torch.randn(4, 5, 3, generator=g),
+        in_action=SetAction(SymmetricGroup(5)), module="gdl.nn.deepsets"))
+
+Actions left as ``None`` are read from the built module's ``in_action``/``out_action`` attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from gdl.groups import (
+    E3,
+    SE3,
+    Action,
+    CyclicGroup,
+    DihedralGroup,
+    Group,
+    ImageAction,
+    SymmetricGroup,
+    TranslationGroup2D,
+    TrivialAction,
+)
+from gdl.testing import equivariance_error
+
+__all__ = ["Architecture", "ARCHITECTURES", "register", "get", "implemented", "build", "architecture_table",
+           "table_markdown", "NOT_IMPLEMENTED"]
+
+#: What the table says for rows whose builder is still missing.
+NOT_IMPLEMENTED = "not implemented yet"
+
+KINDS = ("invariant", "equivariant")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One row of the architectures table.
+
+    Attributes:
+        name: e.g. ``"G-CNN (p4)"``.
+        symmetry: the group in words, as in the source table.
+        group: the ``gdl.groups`` group the checker uses (for continuous groups of the row, the exact finite
+            subgroup that can be checked on a grid, or the continuous group itself).
+        kind: ``"invariant"`` or ``"equivariant"``.
+        domain: the data it works on.
+        behaviour: how outputs respond to transformed inputs, in words.
+        builder: ``() -> nn.Module`` building a small instance; ``None`` while not implemented.
+        sample_input: ``generator -> input`` of that instance.
+        in_action, out_action: how the group acts on input and output (``None``: the module's attributes;
+            ``out_action`` defaults to trivial for invariant rows).
+        module: where the implementation lives.
+        reference: the paper.
+        tolerance: float64 tolerance when the default (1e-10) is too strict for a documented reason, e.g.
+            escnn's float32 basis.
+    """
+
+    name: str
+    symmetry: str
+    group: Group | None
+    kind: str
+    domain: str
+    behaviour: str
+    builder: Callable[[], nn.Module] | None = None
+    sample_input: Callable[[torch.Generator], Any] | None = None
+    in_action: Action | None = None
+    out_action: Action | None = None
+    module: str = ""
+    reference: str = ""
+    tolerance: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.builder is not None and self.sample_input is None:
+            raise ValueError(f"{self.name}: an implemented architecture needs sample_input")
+
+    @property
+    def implemented(self) -> bool:
+        return self.builder is not None
+
+    @property
+    def status(self) -> str:
+        return self.module if self.implemented else NOT_IMPLEMENTED
+
+
+def _seeded(builder: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return builder()
+
+
+def _images(n: int, size: int, channels: int = 1):
+    return lambda g: torch.randn(n, channels, size, size, generator=g)
+
+
+def _cnn():
+    from gdl.nn import CNN
+
+    return CNN(1, hidden_channels=4, num_layers=2, padding_mode="circular")
+
+
+def _gcnn(group):
+    def build():
+        from gdl.nn import GCNN
+
+        return GCNN(1, (4, 4), kernel_size=3, group=group, pool_after=(0,))
+
+    return build
+
+
+def _steerable():
+    from gdl.nn.steerable import SteerableCNN, escnn_available
+
+    if not escnn_available():
+        raise ImportError("the Steerable CNN row needs the optional dependency escnn")
+    return SteerableCNN("C8", 1, (3, 3), kernel_size=5, pool_after=(0,), num_classes=None)
+
+
+ARCHITECTURES: list[Architecture] = [
+    Architecture(
+        "CNN", "Translation", TranslationGroup2D((8, 8)), "equivariant", "Images",
+        "Feature maps shift with input", builder=_cnn, sample_input=_images(2, 8),
+        in_action=ImageAction(TranslationGroup2D((8, 8))), out_action=ImageAction(TranslationGroup2D((8, 8))),
+        module="gdl.nn.cnn", reference="LeCun et al. 1998"),
+    Architecture(
+        "G-CNN (p4)", "Rotation by 90 degrees (C4) + translation", CyclicGroup(4), "equivariant", "Images",
+        "Feature maps rotate with input", builder=_gcnn("p4"), sample_input=_images(2, 12),
+        module="gdl.nn.gcnn", reference="Cohen & Welling 2016"),
+    Architecture(
+        "G-CNN (p4m)", "Rotation by 90 degrees and mirrors (D4) + translation", DihedralGroup(4), "equivariant",
+        "Images", "Feature maps rotate and mirror with input", builder=_gcnn("p4m"),
+        sample_input=_images(2, 12), module="gdl.nn.gcnn", reference="Cohen & Welling 2016"),
+    Architecture(
+        "Steerable CNN (C8)", "Rotation (C8; checked on its exact subgroup C4)", CyclicGroup(4), "equivariant",
+        "Oriented images", "Feature maps rotate with input", builder=_steerable, sample_input=_images(2, 12),
+        module="gdl.nn.steerable", reference="Weiler & Cesa 2019", tolerance=1e-6),
+    Architecture(
+        "GNN", "Permutation", SymmetricGroup(5), "equivariant", "Graphs",
+        "Output permutes with node reordering", reference="Gilmer et al. 2017"),
+    Architecture(
+        "Transformer", "Permutation (on tokens)", SymmetricGroup(5), "equivariant", "Sequences",
+        "Equivariant (with positional encoding: breaks symmetry)", reference="Vaswani et al. 2017"),
+    Architecture(
+        "SE(3)-Transformer", "Rotation + translation", SE3(), "equivariant", "Molecules, proteins",
+        "Equivariant on 3D coordinates", reference="Fuchs et al. 2020"),
+    Architecture(
+        "SchNet / DimeNet", "E(3) (Euclidean group)", E3(), "invariant", "Molecular dynamics",
+        "Invariant predictions, equivariant internal features", reference="Schuett et al. 2017; Gasteiger et al. 2020"),
+    Architecture(
+        "DeepSets", "Permutation", SymmetricGroup(5), "invariant", "Point clouds, sets",
+        "Invariant to set element ordering", reference="Zaheer et al. 2017"),
+]
+
+
+def register(arch: Architecture, *, replace_existing: bool = True) -> Architecture:
+    """Add a row, or replace the row with the same name (e.g. a placeholder being implemented)."""
+    for i, row in enumerate(ARCHITECTURES):
+        if row.name == arch.name:
+            if not replace_existing:
+                raise ValueError(f"an architecture named {arch.name!r} is already registered")
+            ARCHITECTURES[i] = arch
+            return arch
+    ARCHITECTURES.append(arch)
+    return arch
+
+
+def get(name: str) -> Architecture:
+    """The row called ``name``."""
+    for row in ARCHITECTURES:
+        if row.name == name:
+            return row
+    raise KeyError(f"no architecture named {name!r}; known: {[r.name for r in ARCHITECTURES]}")
+
+
+def implemented() -> list[Architecture]:
+    """The rows that have a builder."""
+    return [row for row in ARCHITECTURES if row.implemented]
+
+
+def build(arch: Architecture | str, seed: int = 0) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """A seeded small instance, its sample input and the checker arguments (``group``, actions).
+
+    Raises:
+        NotImplementedError: for rows without a builder.
+    """
+    arch = get(arch) if isinstance(arch, str) else arch
+    if not arch.implemented:
+        raise NotImplementedError(f"{arch.name}: {NOT_IMPLEMENTED}")
+    model = _seeded(arch.builder, seed)
+    x = arch.sample_input(torch.Generator().manual_seed(seed))
+    in_action = arch.in_action or getattr(model, "in_action", None)
+    out_action = arch.out_action or (TrivialAction(arch.group) if arch.kind == "invariant"
+                                     else getattr(model, "out_action", None))
+    return model, x, {"group": arch.group, "in_action": in_action, "out_action": out_action,
+                      "atol": arch.tolerance}
+
+
+def architecture_table(dtype: torch.dtype = torch.float64, seed: int = 0,
+                       rows: list[Architecture] | None = None) -> list[dict[str, Any]]:
+    """Measure every row: worst relative equivariance error over the checked group elements and the number
+    of parameters of the small instance (``None`` for rows not implemented yet).
+
+    Returns:
+        one dict per row with keys ``architecture``, ``symmetry``, ``kind``, ``domain``, ``behaviour``,
+        ``checked_group``, ``elements``, ``error``, ``tolerance``, ``parameters``, ``status``.
+    """
+    table = []
+    for arch in ARCHITECTURES if rows is None else rows:
+        row = {"architecture": arch.name, "symmetry": arch.symmetry, "kind": arch.kind, "domain": arch.domain,
+               "behaviour": arch.behaviour, "checked_group": str(arch.group) if arch.group else "",
+               "elements": None, "error": None, "tolerance": None, "parameters": None, "status": arch.status}
+        if arch.implemented:
+            model, x, kwargs = build(arch, seed)
+            report = equivariance_error(model, x, dtype=dtype, seed=seed, **kwargs)
+            row.update(elements=len(report.elements), error=report.worst, tolerance=report.tolerance,
+                       parameters=sum(p.numel() for p in model.parameters()))
+        table.append(row)
+    return table
+
+
+def table_markdown(table: list[dict[str, Any]],
+                   columns: tuple[str, ...] = ("architecture", "symmetry", "kind", "domain", "checked_group",
+                                               "error", "parameters", "status")) -> str:
+    """Render :func:`architecture_table` rows as a Markdown table (errors in scientific notation)."""
+    def cell(key, value):
+        if value is None:
+            return "-"
+        if key in ("error", "tolerance"):
+            return f"{value:.1e}"
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in table]
+    return "\n".join(lines)
+
+
+def with_builder(name: str, **changes) -> Architecture:
+    """Fill in a placeholder row (e.g. ``with_builder("DeepSets", builder=..., sample_input=...)``)."""
+    return register(replace(get(name), **changes))
+
+
+__all__.append("with_builder")
