@@ -235,8 +235,10 @@ class LiftingConv2d(_GroupConvBase):
 
     def expanded_weight(self) -> torch.Tensor:
         co, ci, k, _ = self.weight.shape
-        w = self.weight.reshape(co, ci, k * k)[:, :, self._index]   # (C_out, C_in, G, k*k)
-        return w.permute(0, 2, 1, 3).reshape(co * self.order, ci, k, k)
+        # gather along the first axis: index_select's backward is a fast index_add (advanced indexing's is not)
+        w = self.weight.reshape(co * ci, k * k).t().index_select(0, self._index.reshape(-1))
+        w = w.reshape(self.order, k * k, co, ci)                        # (G, k*k, C_out, C_in)
+        return w.permute(2, 0, 3, 1).reshape(co * self.order, ci, k, k)
 
 
 class GroupConv2d(_GroupConvBase):
@@ -281,8 +283,9 @@ class GroupConv2d(_GroupConvBase):
 
     def expanded_weight(self) -> torch.Tensor:
         co, ci, G, k, _ = self.weight.shape
-        w = self.weight.reshape(co, ci, G * k * k)[:, :, self._index]   # (C_out, C_in, G_out, G_in, k*k)
-        return w.permute(0, 2, 1, 3, 4).reshape(co * G, ci * G, k, k)
+        w = self.weight.reshape(co * ci, G * k * k).t().index_select(0, self._index.reshape(-1))
+        w = w.reshape(G, G, k * k, co, ci)                              # (G_out, G_in, k*k, C_out, C_in)
+        return w.permute(3, 0, 4, 1, 2).reshape(co * G, ci * G, k, k)
 
 
 class GroupPool(nn.Module):
