@@ -76,3 +76,27 @@ def test_bad_arguments_raise_clear_errors():
         rotate_images(torch.zeros(1, 4, 5), 10.0)
     with pytest.raises(ValueError, match="one angle or 2 angles"):
         rotate_images(torch.zeros(2, 1, 4, 4), torch.zeros(3))
+
+
+def test_training_loop_is_seeded_and_checks_its_data():
+    from gdl.nn import GCNN
+    from gdl.training import accuracy, evaluate, fit, learning_curve, train
+
+    split = rotated_digits(40, 40, size=12, content=8, seed=0)
+
+    def build():
+        return GCNN(1, (2,), group="p4", num_classes=10)
+
+    a = fit(build, split.x_train, split.y_train, seed=3, epochs=2, batch_size=16, device="cpu", progress=False)
+    b = fit(build, split.x_train, split.y_train, seed=3, epochs=2, batch_size=16, device="cpu", progress=False)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    result = evaluate(a, split.x_test, split.y_test, device="cpu")
+    assert 0 <= result["accuracy"] <= 1 and result["loss"] > 0
+    assert accuracy(a, split.x_test, split.y_test, device="cpu") == result["accuracy"]
+    rows = learning_curve({"p4": (build, RandomRotation("c4"))},
+                          lambda n, s: rotated_digits(n, 20, size=12, content=8, seed=s), [10, 20], [0],
+                          steps=2, device="cpu", progress=False)
+    assert [(r["model"], r["n"]) for r in rows] == [("p4", 10), ("p4", 20)]
+    with pytest.raises(ValueError, match="same, non-zero number of samples"):
+        train(build(), split.x_train, split.y_train[:5], device="cpu")
