@@ -13,6 +13,12 @@ from gdl.groups._group import FiniteGroup, GroupElement
 __all__ = ["CyclicGroup", "DihedralGroup", "SymmetricGroup", "TranslationGroup2D"]
 
 
+def _is_int_tuple(value, length: int) -> bool:
+    """True for a tuple of ``length`` Python integers (bools excluded): the values of the grid groups."""
+    return (isinstance(value, tuple) and len(value) == length
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+
+
 def _check_int(name: str, value, low: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -103,9 +109,7 @@ class DihedralGroup(FiniteGroup):
         return (f, k) if f else (0, (-k) % self.n)
 
     def _canonical(self, value):
-        if (not isinstance(value, tuple) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-                or value[0] not in (0, 1)):
+        if not _is_int_tuple(value, 2) or value[0] not in (0, 1):
             raise ValueError(f"an element of {self} is a pair (f, k) with f in {{0, 1}} (reflect first?) "
                              f"and an integer k (then rotate by 2*pi*k/{self.n}), got {value!r}")
         return (value[0], value[1] % self.n)
@@ -234,8 +238,7 @@ class TranslationGroup2D(FiniteGroup):
         return ((-a[0]) % self.shape[0], (-a[1]) % self.shape[1])
 
     def _canonical(self, value):
-        if (not isinstance(value, tuple) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        if not _is_int_tuple(value, 2):
             raise ValueError(f"an element of {self} is a shift (dy, dx) of integers, got {value!r}")
         return (value[0] % self.shape[0], value[1] % self.shape[1])
 

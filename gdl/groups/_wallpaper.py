@@ -14,7 +14,7 @@ where :math:`M_r` is the 2x2 integer matrix of :math:`r` acting on (row, column)
 
 from __future__ import annotations
 
-from gdl.groups._finite import CyclicGroup, DihedralGroup, TranslationGroup2D, _check_int
+from gdl.groups._finite import CyclicGroup, DihedralGroup, TranslationGroup2D, _check_int, _is_int_tuple
 from gdl.groups._group import FiniteGroup, GroupElement
 
 __all__ = ["P4", "P4M"]
@@ -110,8 +110,7 @@ class P4(_Wallpaper):
         return (r, t[0], t[1])
 
     def _canonical(self, value):
-        if (not isinstance(value, tuple) or len(value) != 3
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        if not _is_int_tuple(value, 3):
             raise ValueError(f"an element of {self} is a triple (k, dy, dx) of integers: k quarter turns, "
                              f"then a shift by (dy, dx); got {value!r}")
         return (value[0] % 4, value[1] % self.n, value[2] % self.n)
@@ -135,9 +134,7 @@ class P4M(_Wallpaper):
         return (r[0], r[1], t[0], t[1])
 
     def _canonical(self, value):
-        if (not isinstance(value, tuple) or len(value) != 4
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-                or value[0] not in (0, 1)):
+        if not _is_int_tuple(value, 4) or value[0] not in (0, 1):
             raise ValueError(f"an element of {self} is a tuple (f, k, dy, dx) of integers, f in {{0, 1}}: flip, "
                              f"k quarter turns, then a shift by (dy, dx); got {value!r}")
         return (value[0], value[1] % 4, value[2] % self.n, value[3] % self.n)
