@@ -26,6 +26,8 @@ apt_install() {
 }
 if have apt-get && have dpkg; then
     apt_install gfortran || echo "setup: could not install gfortran (no root/sudo)"
+    # bubblewrap: the grader's sandbox (Linux namespaces) for student code
+    apt_install bubblewrap || echo "setup: could not install bubblewrap (no root/sudo): the grader needs --unsafe"
     if [ "${GDL_NO_BROWSER:-0}" != "1" ]; then
         apt_install chromium chromium-driver || echo "setup: could not install chromium (no root/sudo)"
     fi
