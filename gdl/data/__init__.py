@@ -9,6 +9,7 @@ from gdl.data.digits import (
     rotate_images,
     rotated_digits,
 )
+from gdl.data.graphs import GRAPH_KEYS, GraphBatch, collate, unbatch
 
 __all__ = [
     "ROTATIONS",
@@ -18,4 +19,8 @@ __all__ = [
     "random_angles",
     "rotate_images",
     "rotated_digits",
+    "GRAPH_KEYS",
+    "GraphBatch",
+    "collate",
+    "unbatch",
 ]
