@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from gdl._tree import max_abs_diff
 from gdl.groups._errors import GroupMismatchError, ShapeError
 from gdl.groups._finite import CyclicGroup, DihedralGroup, SymmetricGroup, TranslationGroup2D
 from gdl.groups._group import Group, GroupElement
@@ -47,13 +48,11 @@ class Action(abc.ABC):
                      seed: int = 0) -> dict[str, float]:
         """Measure :math:`\\lVert e\\cdot x - x\\rVert` and :math:`\\lVert g\\cdot(h\\cdot x) - (gh)\\cdot x\\rVert`
         (max-abs, worst over pairs) on the given data."""
-        from gdl.testing._equivariance import _max_abs_diff
-
         if elements is None:
             g_ = self.group
             elements = g_.elements() if g_.is_finite and g_.order <= 16 else g_.sample(n, seed)
-        ident = _max_abs_diff(self(self.group.identity(), x), x)
-        compat = max(_max_abs_diff(self(g, self(h, x)), self(g * h, x))
+        ident = max_abs_diff(self(self.group.identity(), x), x)
+        compat = max(max_abs_diff(self(g, self(h, x)), self(g * h, x))
                      for g in elements for h in elements)
         return {"identity": ident, "compatibility": compat}
 
