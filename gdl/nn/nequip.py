@@ -1,0 +1,287 @@
+"""A NequIP-style E(3)-equivariant interatomic potential, built from e3nn.
+
+Batzner et al., "E(3)-equivariant graph neural networks for data-efficient and accurate interatomic
+potentials", Nature Communications 13, 2453 (2022), https://arxiv.org/abs/2101.03164.
+
+Every atom carries a feature vector that is a direct sum of O(3) irreducible representations (e3nn ``Irreps``,
+e.g. ``"16x0e + 8x1o + 8x1e"``: 16 scalars, 8 vectors, 8 pseudovectors). One interaction block sends, along each
+edge :math:`j \\to i` with :math:`\\vec r_{ij} = \\vec x_j - \\vec x_i`, the tensor product of the neighbour's features
+with the spherical harmonics of the edge direction, weighted by a learned function of the distance:
+
+.. math::  m_i = \\frac{1}{\\sqrt{\\bar n}} \\sum_{j \\in \\mathcal N(i)}
+           \\big(W\\!\\left(R(r_{ij})\\right) \\otimes\\big) \\big(h_j, Y(\\hat r_{ij})\\big),
+           \\qquad R(r) = \\mathrm{MLP}\\big(e(r)\\big)\\, u(r),
+
+where :math:`e(r)` is a Bessel radial basis and :math:`u(r)` a smooth polynomial cutoff; then a linear map, a
+gated nonlinearity (scalars through SiLU/tanh, every other irrep multiplied by a sigmoid of its own gate scalar) and
+a residual self-connection. The energy is a sum of per-atom scalars read from the last layer,
+
+.. math::  E = \\sum_i \\big(\\sigma\\, \\epsilon(h_i) + \\mu_{z_i}\\big),
+
+invariant under rotations, reflections, translations and atom permutations because every layer is equivariant and
+only ``0e`` channels reach the read-out. Forces :math:`F = -\\partial E/\\partial \\vec x` are then equivariant
+(see :class:`gdl.nn.atomistic`'s energy-to-forces wrapper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gdl.nn.message_passing import MessagePassing, scatter_sum
+
+__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "radius_edges", "InteractionBlock", "NequIP",
+           "check_atoms"]
+
+
+def _e3nn():
+    try:
+        from e3nn import nn as e3nn_nn
+        from e3nn import o3
+    except ImportError as err:  # pragma: no cover - e3nn is a core dependency of the course
+        raise ImportError("gdl.nn.nequip needs e3nn (pip install e3nn)") from err
+    return o3, e3nn_nn
+
+
+def check_atoms(pos: torch.Tensor, z: torch.Tensor, batch: torch.Tensor, num_types: int | None = None) -> None:
+    """Raise ``ValueError`` naming the tensor when positions, atom types and batch vector do not fit together."""
+    if not torch.is_tensor(pos) or pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
+        raise ValueError(f"pos must be a float tensor of shape (N, 3), got "
+                         f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
+    if not torch.isfinite(pos).all():
+        bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"pos has NaN or infinite coordinates (atoms {bad[:10]})")
+    if z.ndim != 1 or z.shape[0] != pos.shape[0] or z.is_floating_point():
+        raise ValueError(f"z (atom types) must be an integer tensor of shape (N,)=({pos.shape[0]},), got "
+                         f"{tuple(z.shape)} {z.dtype}")
+    if batch.ndim != 1 or batch.shape[0] != pos.shape[0]:
+        raise ValueError(f"batch must have shape (N,)=({pos.shape[0]},) like pos, got {tuple(batch.shape)}")
+    if num_types is not None and z.numel() and (int(z.min()) < 0 or int(z.max()) >= num_types):
+        raise ValueError(f"z (atom types) must lie in 0..{num_types - 1} (the embedding's size), got values "
+                         f"{int(z.min())}..{int(z.max())}")
+
+
+def radius_edges(pos: torch.Tensor, batch: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """All ordered pairs ``(j, i)``, ``j != i``, of atoms of the same graph closer than ``cutoff``.
+
+    Returns ``edge_index`` (2, E) with sources in row 0 and targets in row 1 (PyG's convention). Uses the one
+    radius graph of :mod:`gdl.nn.neighbours` when it is available.
+    """
+    try:
+        from gdl.nn.neighbours import radius_graph
+    except ImportError:
+        radius_graph = None
+    if radius_graph is not None:
+        return radius_graph(pos, cutoff, batch)
+    with torch.no_grad():                                   # which pairs: a discrete choice, no gradient
+        d = torch.cdist(pos, pos)                           # (N, N)
+        same = batch[:, None] == batch[None, :]
+        mask = same & (d < cutoff)
+        mask.fill_diagonal_(False)
+        dst, src = mask.nonzero(as_tuple=True)
+    return torch.stack([src, dst])
+
+
+class BesselBasis(nn.Module):
+    """Radial Bessel functions :math:`e_n(r) = \\sqrt{2/r_c}\\, \\sin(n \\pi r / r_c) / r`, :math:`n = 1..K`
+    (written through ``sinc``, so finite at :math:`r = 0`).
+
+    Shapes: ``r`` (E,) -> (E, K).
+    """
+
+    def __init__(self, num_basis: int = 8, cutoff: float = 5.0):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.register_buffer("n", torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()))
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        n = self.n.to(r.dtype)
+        a = n * math.pi / self.cutoff                       # (K,)
+        return math.sqrt(2.0 / self.cutoff) * a * torch.sinc(r[:, None] * n / self.cutoff)
+
+    def extra_repr(self) -> str:
+        return f"num_basis={len(self.n)}, cutoff={self.cutoff}"
+
+
+class PolynomialCutoff(nn.Module):
+    """Smooth cutoff :math:`u(x) = 1 - \\tfrac{(p+1)(p+2)}{2} x^p + p(p+2) x^{p+1} - \\tfrac{p(p+1)}{2} x^{p+2}`,
+    :math:`x = r / r_c`, zero for :math:`x \\ge 1`; :math:`u` and its first two derivatives vanish at the cutoff."""
+
+    def __init__(self, cutoff: float = 5.0, p: int = 6):
+        super().__init__()
+        self.cutoff, self.p = float(cutoff), float(p)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        x, p = r / self.cutoff, self.p
+        u = 1 - (p + 1) * (p + 2) / 2 * x ** p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
+        return u * (x < 1)
+
+    def extra_repr(self) -> str:
+        return f"cutoff={self.cutoff}, p={int(self.p)}"
+
+
+class EdgeGeometry(nn.Module):
+    """Per-edge invariants and directions: distance :math:`r_{ij}`, spherical harmonics :math:`Y(\\hat r_{ij})`
+    (e3nn, ``component`` normalisation), radial basis times cutoff.
+
+    Coincident atoms give :math:`r = 0`, :math:`Y_{l>0} = 0` and finite gradients (no NaN).
+
+    Shapes: ``pos`` (N, 3), ``edge_index`` (2, E) -> ``r`` (E,), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K).
+    """
+
+    def __init__(self, lmax: int = 2, num_basis: int = 8, cutoff: float = 5.0, parity: bool = True):
+        super().__init__()
+        o3, _ = _e3nn()
+        self.irreps_sh = o3.Irreps.spherical_harmonics(lmax, p=-1 if parity else 1)
+        self.basis = BesselBasis(num_basis, cutoff)
+        self.envelope = PolynomialCutoff(cutoff)
+
+    def forward(self, pos: torch.Tensor, edge_index: torch.Tensor):
+        o3, _ = _e3nn()
+        src, dst = edge_index
+        vec = pos[src] - pos[dst]                                            # (E, 3): from target to source
+        r = torch.sqrt((vec * vec).sum(-1) + torch.finfo(vec.dtype).tiny)    # safe norm: finite grad at 0
+        sh = o3.spherical_harmonics(self.irreps_sh, vec / r[:, None], normalize=False, normalization="component")
+        basis = self.basis(r) * self.envelope(r)[:, None]
+        return r, sh, basis
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _gate(irreps_out):
+    """An e3nn Gate producing ``irreps_out``: scalars through SiLU (even) / tanh (odd), every other irrep times
+    the sigmoid of one extra gate scalar. Returns the gate and the irreps it expects as input."""
+    o3, e3nn_nn = _e3nn()
+    irreps_out = o3.Irreps(irreps_out)
+    scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+    gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+    gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+    acts = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
+    gate = e3nn_nn.Gate(scalars, acts, gates, [torch.sigmoid] * len(gates), gated)
+    return gate, gate.irreps_in
+
+
+class InteractionBlock(MessagePassing):
+    """One NequIP interaction: linear, edge tensor product with radial weights, sum over neighbours, linear,
+    gate, plus a linear self-connection (residual).
+
+    Args:
+        irreps_in: features entering the block.
+        irreps_out: features leaving it (after the gate).
+        irreps_sh: spherical harmonics of the edge directions.
+        num_basis: size of the radial basis the weights are computed from.
+        radial_hidden: width of the radial MLP.
+        avg_num_neighbors: :math:`\\bar n`, the neighbour sum is divided by :math:`\\sqrt{\\bar n}`.
+
+    Shapes: ``h`` (N, irreps_in.dim), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K) -> (N, irreps_out.dim).
+    """
+
+    def __init__(self, irreps_in, irreps_out, irreps_sh, num_basis: int = 8, radial_hidden: int = 16,
+                 avg_num_neighbors: float = 8.0):
+        super().__init__(aggr="sum")
+        o3, _ = _e3nn()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        irreps_sh = o3.Irreps(irreps_sh)
+        self.gate, irreps_gate_in = _gate(self.irreps_out)
+        wanted = {ir for _, ir in irreps_gate_in}
+        # "uvu" paths: every input channel u times every harmonic gives channel u of each allowed output irrep
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(self.irreps_in):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in wanted:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        mid = o3.Irreps(mid)
+        mid_sorted, perm, _ = mid.sort()
+        instructions = [(i, j, perm[k], mode, train) for i, j, k, mode, train in instructions]
+        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
+        self.tp = o3.TensorProduct(self.irreps_in, irreps_sh, mid_sorted, instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.radial = _mlp([num_basis, radial_hidden, radial_hidden, self.tp.weight_numel])
+        self.linear_out = o3.Linear(mid_sorted.simplify(), irreps_gate_in)
+        self.self_connection = o3.Linear(self.irreps_in, self.irreps_out)
+        self.norm = 1.0 / math.sqrt(avg_num_neighbors)
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
+                basis: torch.Tensor) -> torch.Tensor:
+        agg = self.propagate(edge_index, x=self.linear_in(h), sh=sh, weight=self.radial(basis))  # (N, mid.dim)
+        return self.gate(self.linear_out(agg * self.norm)) + self.self_connection(h)
+
+    def message(self, x_j: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:math:`W(R(r_{ij})) (h_j \\otimes Y(\\hat r_{ij}))`, (E, mid.dim)."""
+        return self.tp(x_j, sh, weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.irreps_in} -> {self.irreps_out}, {self.tp.weight_numel} radial weights per edge"
+
+
+class NequIP(nn.Module):
+    """NequIP-style energy model: atom types -> scalars, ``num_layers`` :class:`InteractionBlock`, per-atom
+    scalar energies summed per graph (see the module docstring for the equations).
+
+    Args:
+        num_types: atom types are integers ``0..num_types-1`` (atomic numbers ``z`` with the default 10:
+            H to F).
+        hidden_irreps: features between blocks (e3nn syntax).
+        lmax: highest degree of the edge spherical harmonics.
+        num_layers, num_basis, radial_hidden, cutoff, avg_num_neighbors: as in :class:`InteractionBlock`.
+
+    Shapes:
+        input: a :class:`gdl.data.GraphBatch` with ``pos`` (N, 3), ``z`` (N,) and the batch vector (edges within
+        ``cutoff`` are built here when it has no ``edge_index``).
+        output: energies (B,).
+
+    Examples:
+        >>> from gdl.data import collate
+        >>> model = NequIP(num_types=10, hidden_irreps="8x0e + 4x1o + 4x1e", num_layers=2)
+        >>> batch = collate([{"pos": torch.randn(4, 3), "z": torch.tensor([6, 1, 1, 8])}])
+        >>> model(batch).shape
+        torch.Size([1])
+    """
+
+    def __init__(self, num_types: int = 10, hidden_irreps: str = "16x0e + 8x1o + 8x1e", lmax: int = 2,
+                 num_layers: int = 3, num_basis: int = 8, radial_hidden: int = 16, cutoff: float = 5.0,
+                 avg_num_neighbors: float = 8.0, readout_hidden: int = 16):
+        super().__init__()
+        o3, _ = _e3nn()
+        self.num_types, self.cutoff = int(num_types), float(cutoff)
+        self.hidden_irreps = o3.Irreps(hidden_irreps).simplify()
+        n_scalars = sum(mul for mul, ir in self.hidden_irreps if ir == o3.Irrep("0e"))
+        if n_scalars == 0:
+            raise ValueError(f"hidden_irreps must contain 0e scalars for the energy read-out, got {hidden_irreps}")
+        self.geometry = EdgeGeometry(lmax, num_basis, cutoff)
+        self.embedding = nn.Embedding(num_types, n_scalars)
+        irreps = o3.Irreps(f"{n_scalars}x0e")
+        blocks = []
+        for _ in range(num_layers):
+            blocks.append(InteractionBlock(irreps, self.hidden_irreps, self.geometry.irreps_sh, num_basis,
+                                           radial_hidden, avg_num_neighbors))
+            irreps = self.hidden_irreps
+        self.blocks = nn.ModuleList(blocks)
+        self.readout = nn.Sequential(o3.Linear(irreps, f"{readout_hidden}x0e"), nn.SiLU(),
+                                     nn.Linear(readout_hidden, 1))
+        self.atom_energy = nn.Embedding(num_types, 1)                   # mu_z: learned per-type shift
+        self.register_buffer("energy_scale", torch.tensor(1.0))         # sigma
+        nn.init.zeros_(self.atom_energy.weight)
+
+    def forward(self, batch) -> torch.Tensor:
+        pos, z, b = batch.pos, batch.z, batch.batch
+        check_atoms(pos, z, b, self.num_types)
+        edge_index = batch.edge_index if batch.edge_index is not None else radius_edges(pos, b, self.cutoff)
+        _, sh, basis = self.geometry(pos, edge_index)
+        h = self.embedding(z).to(pos.dtype)                                      # (N, C) scalars
+        for block in self.blocks:
+            h = block(h, edge_index, sh, basis)                                  # (N, hidden.dim)
+        e_atom = self.readout(h).squeeze(-1) * self.energy_scale + self.atom_energy(z).squeeze(-1)  # (N,)
+        return scatter_sum(e_atom, b, batch.num_graphs)                         # (B,)
+
+    def extra_repr(self) -> str:
+        return f"num_types={self.num_types}, hidden_irreps={self.hidden_irreps}, cutoff={self.cutoff}"
