@@ -1,0 +1,264 @@
+"""The one input and the one output convention of every atomistic model in ``gdl`` (SchNet, DimeNet++, EGNN,
+SE(3)-Transformer, NequIP-style).
+
+**Input**: a :class:`gdl.data.GraphBatch` of atomic systems with node fields ``pos`` ``(N, 3)`` (Angstrom) and
+``z`` ``(N,)`` (atomic numbers, long), and the batch vector ``batch`` ``(N,)``. ``GraphBatch.from_atoms`` makes
+one from ASE ``Atoms``; :func:`atoms_batch` from tensors. Every model calls :func:`check_atoms` first, which
+names the tensor that is wrong (lengths that disagree, NaN or infinite coordinates, atom types outside the
+embedding).
+
+**Output**: an *energy model* maps the batch to an invariant energy per system, ``(B,)`` (or a dict with
+``"energy"`` and optionally per-atom ``"charges"`` ``(N,)``). :class:`EnergyForces` wraps it into
+
+.. math::  E = s\\,\\hat E + \\mu\\, n_b, \\qquad F_i = -\\frac{\\partial E}{\\partial x_i}, \\qquad
+           \\mu_{\\mathrm{dip}} = \\sum_i (q_i - \\bar q_b)\\, x_i ,
+
+returning ``{"energy": (B,), "forces": (N, 3)}`` (plus ``"dipole": (B, 3)`` when the model gives charges).
+If :math:`E(Qx + t) = E(x)` then :math:`F(Qx + t) = Q F(x)`: forces by autograd are equivariant by construction;
+the dipole of neutralised charges is translation invariant and rotates with the molecule.
+
+Examples:
+    >>> batch = atoms_batch(torch.randn(5, 3), torch.tensor([8, 1, 1, 6, 1]), torch.tensor([0, 0, 0, 1, 1]))
+    >>> model = EnergyForces(PairEnergy())           # any invariant energy model
+    >>> out = model(batch)
+    >>> out["energy"].shape, out["forces"].shape
+    (torch.Size([2]), torch.Size([5, 3]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gdl.data.graphs import GraphBatch
+from gdl.nn.message_passing import scatter_mean, scatter_sum
+from gdl.nn.neighbours import edge_vectors, radius_graph
+
+__all__ = ["atoms_batch", "check_atoms", "neighbour_edges", "EnergyForces", "PairEnergy", "energy_statistics",
+           "energy_force_loss", "atomistic_symmetry", "MAX_Z"]
+
+#: Default size of atom-type embeddings: atomic numbers 0..99.
+MAX_Z = 100
+
+
+def _shape(t: Any) -> str:
+    return str(tuple(t.shape)) if torch.is_tensor(t) else type(t).__name__
+
+
+def atoms_batch(pos: torch.Tensor, z: torch.Tensor, batch: torch.Tensor | None = None, **fields) -> GraphBatch:
+    """A :class:`GraphBatch` of atomic systems from tensors, checked by :func:`check_atoms`.
+
+    Args:
+        pos: ``(N, 3)`` positions. z: ``(N,)`` atomic numbers. batch: ``(N,)`` sorted system index (default: one).
+        fields: more node fields (first axis ``N``) or graph fields (first axis ``B``, e.g. ``energy``).
+    """
+    _check_tensors(pos, z, batch)
+    if batch is None:
+        batch = torch.zeros(len(pos), dtype=torch.long, device=pos.device)
+    b = int(batch.max()) + 1 if len(batch) else 0
+    node = {"pos": pos, "z": z}
+    graph = {}
+    for k, v in fields.items():
+        (graph if torch.is_tensor(v) and v.ndim and v.shape[0] == b and k in ("energy", "dipole", "y") else node)[k] = v
+    out = GraphBatch(node, graph=graph, batch=batch, num_graphs=b)
+    check_atoms(out)
+    return out
+
+
+def _check_tensors(pos: Any, z: Any, batch: Any, num_types: int | None = None) -> None:
+    if not torch.is_tensor(pos) or pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
+        raise ValueError(f"pos must be a float tensor of shape (N, 3), got {_shape(pos)}")
+    if not torch.is_tensor(z) or z.ndim != 1 or z.is_floating_point() or z.dtype == torch.bool:
+        raise ValueError(f"z (atomic numbers) must be an integer tensor of shape (N,), got {_shape(z)}"
+                         f"{' of dtype ' + str(z.dtype) if torch.is_tensor(z) else ''}")
+    if len(z) != len(pos):
+        raise ValueError(f"z has {len(z)} atoms but pos has {len(pos)}: they must agree")
+    if batch is not None:
+        if not torch.is_tensor(batch) or batch.ndim != 1 or batch.is_floating_point():
+            raise ValueError(f"batch must be an integer tensor of shape (N,), got {_shape(batch)}")
+        if len(batch) != len(pos):
+            raise ValueError(f"batch has {len(batch)} entries but pos has {len(pos)} atoms: they must agree")
+    if pos.device.type == "meta":
+        return
+    if not bool(torch.isfinite(pos).all()):
+        bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}{' ...' if len(bad) > 10 else ''}")
+    if len(z):
+        lo, hi = int(z.min()), int(z.max())
+        top = MAX_Z if num_types is None else num_types
+        if lo < 0 or hi >= top:
+            bad = z[(z < 0) | (z >= top)].unique().tolist()
+            raise ValueError(f"z (atom types) has values {bad[:10]} outside the embedding's range 0..{top - 1}")
+
+
+def check_atoms(batch: Any, num_types: int | None = None, who: str = "atomistic model") -> GraphBatch:
+    """Check that ``batch`` is an atomic :class:`GraphBatch` and return it; raise naming the faulty tensor.
+
+    Args:
+        batch: the input.
+        num_types: size of the model's atom-type embedding (``z`` must lie in ``0 .. num_types - 1``).
+        who: the model's name, used in the messages.
+
+    Raises:
+        TypeError: ``batch`` is not a GraphBatch, or lacks ``pos`` or ``z``.
+        ValueError: ``pos``, ``z`` or ``batch`` has the wrong shape, lengths disagree, ``pos`` is not finite, or
+            ``z`` is outside the embedding.
+    """
+    if not isinstance(batch, GraphBatch):
+        raise TypeError(f"{who} expects a gdl.data.GraphBatch with fields pos (N, 3) and z (N,) "
+                        f"(e.g. GraphBatch.from_atoms(list_of_atoms)), got {type(batch).__name__}")
+    for key in ("pos", "z"):
+        if key not in batch:
+            raise TypeError(f"{who} needs the node field {key!r} in its GraphBatch; fields: {batch.keys()}")
+    _check_tensors(batch.pos, batch.z, batch.batch, num_types)
+    return batch
+
+
+def neighbour_edges(batch: GraphBatch, cutoff: float, max_neighbours: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(edge_index, vec, dist)`` for a model with a cutoff: the batch's own ``edge_index`` when it has one,
+    else :func:`gdl.nn.neighbours.radius_graph` of ``batch.pos``. ``vec = pos[j] - pos[i]`` ``(E, 3)`` and
+    ``dist`` ``(E,)`` are differentiable in ``batch.pos``."""
+    if batch.edge_index is not None:
+        edge_index = batch.edge_index
+    else:
+        edge_index = radius_graph(batch.pos, cutoff, batch.batch, max_neighbours=max_neighbours)
+    vec, dist = edge_vectors(batch.pos, edge_index)
+    return edge_index, vec, dist
+
+
+class EnergyForces(nn.Module):
+    """Energy, forces by autograd, and (optionally) a dipole, from an invariant energy model.
+
+    .. math::  E_b = s\\,\\hat E_b + \\mu\\, n_b, \\qquad F_i = -\\partial E / \\partial x_i, \\qquad
+               \\mu^{\\mathrm{dip}}_b = \\textstyle\\sum_{i \\in b} (q_i - \\bar q_b)\\, x_i
+
+    In training mode the force graph is kept (``create_graph=True``) so a loss on forces trains the weights;
+    in eval mode it is not, and forces come out detached (energies keep their graph).
+
+    Args:
+        model: ``model(batch)`` returns ``(B,)`` energies, or a dict with ``"energy"`` ``(B,)`` and optionally
+            ``"charges"`` ``(N,)``.
+        forces: compute forces (default ``True``).
+        scale, shift: :math:`s` and the per-atom :math:`\\mu` (see :func:`energy_statistics`), so the inner model
+            learns numbers of order one.
+
+    Shapes:
+        input: a GraphBatch with ``pos`` (N, 3), ``z`` (N,); output: ``energy`` (B,), ``forces`` (N, 3),
+        ``dipole`` (B, 3) if the model returns ``charges``.
+    """
+
+    def __init__(self, model: nn.Module, forces: bool = True, scale: float = 1.0, shift: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.forces = forces
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("shift", torch.tensor(float(shift)))
+
+    def forward(self, batch: GraphBatch) -> dict[str, torch.Tensor]:
+        check_atoms(batch, getattr(self.model, "num_types", None), type(self.model).__name__)
+        with torch.enable_grad():
+            pos = batch.pos
+            if self.forces and not pos.requires_grad:
+                pos = pos.detach().requires_grad_(True)
+                batch = batch.replace(pos=pos)
+            raw = self.model(batch)
+            charges = None
+            if isinstance(raw, dict):
+                charges = raw.get("charges")
+                raw = raw["energy"]
+            if raw.shape != (batch.num_graphs,):
+                raise ValueError(f"{type(self.model).__name__} must return one energy per system, shape "
+                                 f"({batch.num_graphs},), got {tuple(raw.shape)}")
+            n = torch.bincount(batch.batch, minlength=batch.num_graphs).to(raw.dtype)
+            energy = self.scale.to(raw.dtype) * raw + self.shift.to(raw.dtype) * n
+            out = {"energy": energy}
+            if self.forces:
+                (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=self.training)
+                out["forces"] = -grad
+        if charges is not None:
+            q = charges - scatter_mean(charges, batch.batch, batch.num_graphs)[batch.batch]
+            out["dipole"] = scatter_sum(q[:, None] * batch.pos, batch.batch, batch.num_graphs)
+        return out
+
+    @property
+    def num_types(self) -> int | None:
+        return getattr(self.model, "num_types", None)
+
+    def extra_repr(self) -> str:
+        return f"forces={self.forces}, scale={float(self.scale):.4g}, shift={float(self.shift):.4g}"
+
+
+class PairEnergy(nn.Module):
+    """The simplest invariant energy model, for tests and examples: a learned pair potential
+    :math:`\\hat E_b = \\tfrac12 \\sum_{i \\ne j} a_{z_i z_j} e^{-r_{ij}^2}` over all pairs within a system
+    (cutoff 5) with per-atom charges :math:`q_i = c_{z_i}`.
+    """
+
+    def __init__(self, num_types: int = 10, cutoff: float = 5.0):
+        super().__init__()
+        self.num_types, self.cutoff = num_types, cutoff
+        self.pair = nn.Parameter(torch.randn(num_types, num_types) * 0.1)
+        self.charge = nn.Parameter(torch.randn(num_types))
+
+    def forward(self, batch: GraphBatch) -> dict[str, torch.Tensor]:
+        check_atoms(batch, self.num_types, "PairEnergy")
+        (j, i), _, dist = neighbour_edges(batch, self.cutoff)
+        a = 0.5 * (self.pair + self.pair.T)
+        e = a[batch.z[i], batch.z[j]].to(dist.dtype) * torch.exp(-dist**2)
+        energy = 0.5 * scatter_sum(e, batch.batch[i], batch.num_graphs)
+        return {"energy": energy, "charges": self.charge[batch.z].to(dist.dtype)}
+
+
+def energy_statistics(batch: GraphBatch) -> dict[str, float]:
+    """Per-atom mean energy ``shift`` and the force RMS ``scale`` of a training set (NequIP's choice):
+    pass them to :class:`EnergyForces` so the model's raw outputs are of order one.
+
+    ``shift`` solves :math:`E_b \\approx \\mu\\, n_b` in least squares; ``scale`` is
+    :math:`\\sqrt{\\langle F^2 \\rangle}` (or the energy spread per atom when the batch has no forces).
+    """
+    n = torch.bincount(batch.batch, minlength=batch.num_graphs).double()
+    e = batch.energy.double()
+    shift = float((e * n).sum() / (n * n).sum())
+    if "forces" in batch:
+        scale = float(batch.forces.double().pow(2).mean().sqrt())
+    else:
+        scale = float((e - shift * n).std() / n.mean()) if len(e) > 1 else 1.0
+    return {"shift": shift, "scale": scale if scale > 0 else 1.0}
+
+
+def energy_force_loss(force_weight: float = 10.0, energy_weight: float = 1.0
+                      ) -> Callable[[dict[str, torch.Tensor], GraphBatch], torch.Tensor]:
+    """A ``loss_fn(output, batch)`` for :func:`gdl.training.train`: mean squared energy error per atom plus
+    ``force_weight`` times the mean squared force component error.
+
+    .. math::  \\mathcal{L} = w_E \\tfrac1B \\sum_b \\big(\\tfrac{E_b - \\hat E_b}{n_b}\\big)^2
+               + w_F \\tfrac{1}{3N} \\sum_i \\lVert F_i - \\hat F_i \\rVert^2
+    """
+    def loss(output: dict[str, torch.Tensor], batch: GraphBatch) -> torch.Tensor:
+        n = torch.bincount(batch.batch, minlength=batch.num_graphs).to(output["energy"].dtype)
+        value = energy_weight * (((output["energy"] - batch.energy) / n) ** 2).mean()
+        if force_weight and "forces" in output:
+            value = value + force_weight * ((output["forces"] - batch.forces) ** 2).mean()
+        return value
+
+    return loss
+
+
+def atomistic_symmetry(batch: GraphBatch, outputs: tuple[str, ...] = ("energy", "forces")) -> dict[str, Any]:
+    """The checker's arguments for an atomistic model on ``batch``: the group E(3) x (S_n1 x ... x S_nB), the
+    input action (``pos`` a point, everything else a scalar) and the output action (``energy`` a graph scalar,
+    ``forces`` a node vector, ``dipole`` a graph vector). Use as ``assert_equivariant(model, batch,
+    **atomistic_symmetry(batch))``."""
+    from gdl.groups import E3, BatchSymmetricGroup, FieldsAction, ProductGroup
+
+    roles = {"energy": "graph scalar", "forces": "node vector", "dipole": "graph vector"}
+    unknown = [o for o in outputs if o not in roles]
+    if unknown:
+        raise ValueError(f"unknown atomistic outputs {unknown}; known: {list(roles)}")
+    group = ProductGroup(E3(), BatchSymmetricGroup(batch.sizes))
+    return {"group": group, "in_action": FieldsAction(group, pos="point"),
+            "out_action": FieldsAction(group, **{o: roles[o] for o in outputs})}
