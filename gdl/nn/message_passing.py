@@ -18,9 +18,10 @@ of graphs is one disconnected graph (see :class:`gdl.data.GraphBatch`). Scatters
 How to write a layer: subclass :class:`MessagePassing`, write ``message`` (and, if needed, ``update``), and call
 ``self.propagate(edge_index, x=x, edge_attr=e, ...)`` in ``forward``. Arguments of ``message`` named ``<name>_i``
 or ``<name>_j`` receive the node tensor ``<name>`` gathered at the target or source of every edge; any other
-argument receives the keyword of that name unchanged (edge tensors, scalars), and ``index`` receives the targets
-``edge_index[1]``. ``update(aggregated, ...)`` receives ``(N, ...)`` aggregated messages and, by name, any
-keyword of ``propagate``::
+argument receives the keyword of that name unchanged (edge tensors, scalars); ``index`` receives the targets
+``edge_index[1]`` and ``num_nodes`` the node count ``N`` (e.g. for :func:`scatter_softmax` over incoming
+edges). ``update(aggregated, ...)`` receives ``(N, ...)`` aggregated messages and, by name, any keyword of
+``propagate``. Graph-level (invariant) outputs pool node features per graph with :func:`global_pool`::
 
     class SumOfNeighbours(MessagePassing):
         def forward(self, x, edge_index):
@@ -40,7 +41,7 @@ import torch
 from torch import nn
 
 __all__ = ["MessagePassing", "scatter", "scatter_sum", "scatter_mean", "scatter_max", "scatter_softmax",
-           "degree", "check_edge_index", "AGGREGATIONS"]
+           "degree", "check_edge_index", "check_batch", "global_pool", "AGGREGATIONS"]
 
 AGGREGATIONS = ("sum", "mean", "max")
 
@@ -97,6 +98,32 @@ def check_edge_index(edge_index: torch.Tensor, num_nodes: int, name: str = "edge
                              f"(valid: 0..{num_nodes - 1})")
 
 
+def check_batch(batch: torch.Tensor, num_nodes: int, num_graphs: int | None = None, name: str = "batch") -> None:
+    """Raise ``ValueError`` naming ``name`` unless it is a sorted integer ``(N,)`` vector (graph of each node)."""
+    if not torch.is_tensor(batch) or batch.ndim != 1 or batch.is_floating_point():
+        got = tuple(batch.shape) if torch.is_tensor(batch) else type(batch).__name__
+        raise ValueError(f"{name} must be an integer tensor of shape (N,), got {got}")
+    if batch.shape[0] != num_nodes:
+        raise ValueError(f"{name} has {batch.shape[0]} entries, but there are {num_nodes} nodes")
+    if num_nodes and batch.device.type != "meta":
+        if bool((batch[1:] < batch[:-1]).any()) or int(batch[0]) < 0:
+            raise ValueError(f"{name} must be sorted with values >= 0 (nodes of graph b contiguous), got "
+                             f"{batch.tolist()[:20]}{' ...' if num_nodes > 20 else ''}")
+        if num_graphs is not None and int(batch[-1]) >= num_graphs:
+            raise ValueError(f"{name} refers to graph {int(batch[-1])}, but there are {num_graphs} graphs")
+
+
+def global_pool(x: torch.Tensor, batch: torch.Tensor, num_graphs: int | None = None,
+                reduce: str = "sum") -> torch.Tensor:
+    """Graph readout: pool the node features of each graph, :math:`h_b = \\bigoplus_{i: \\mathrm{batch}_i = b} x_i`.
+
+    Invariant to relabelling the nodes within each graph. ``x`` (N, ...) and ``batch`` (N,) -> (B, ...).
+    """
+    num_graphs = int(batch[-1]) + 1 if num_graphs is None and len(batch) else (num_graphs or 0)
+    check_batch(batch, x.shape[0], num_graphs)
+    return scatter(x, batch, num_graphs, reduce)
+
+
 class MessagePassing(nn.Module):
     """Base class: ``propagate`` = gather at the edges, ``message``, ``aggregate`` (scatter), ``update``.
 
@@ -133,6 +160,8 @@ class MessagePassing(nn.Module):
         for a in self._message_args:
             if a == "index":
                 args[a] = dst
+            elif a == "num_nodes":
+                args[a] = num_nodes
             elif a.endswith(("_i", "_j")) and a[:-2] in kwargs:
                 base = kwargs[a[:-2]]
                 if not torch.is_tensor(base) or base.shape[0] != num_nodes:
