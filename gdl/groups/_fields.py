@@ -40,6 +40,20 @@ LEVELS = ("node", "edge", "graph", "padded")
 _GEOMETRIC = (SE3, SO3, O3, SO2, O2, CyclicGroup, DihedralGroup)   # SE3 covers E3
 
 
+def _irreps_matrix(irreps, Q: torch.Tensor) -> torch.Tensor:
+    """Block-diagonal :math:`\\bigoplus_i p_i^{(1-d)/2} D^{l_i}(dQ)`, :math:`d = \\det Q`, in float64 (gdl's exact
+    Wigner-D; e3nn's own ``D_from_matrix`` works in the default dtype)."""
+    from gdl.groups._irreps import wigner_D
+
+    Q = Q.detach().cpu().double()
+    d = float(torch.linalg.det(Q).sign())
+    blocks = []
+    for mul, (l, p) in irreps:
+        D = wigner_D(l, d * Q) * (p ** ((1 - d) / 2))
+        blocks += [D] * mul
+    return torch.block_diag(*blocks) if blocks else torch.zeros(0, 0, dtype=torch.float64)
+
+
 class FieldSpec:
     """What one field is: its ``level`` (or ``None`` = taken from the data) and its ``role``."""
 
@@ -150,8 +164,7 @@ class FieldsAction(Action):
                 if x.shape[-1] != spec.irreps.dim:
                     raise ShapeError(f"{self}: field {name!r} has irreps {spec.irreps} of dim {spec.irreps.dim}, "
                                      f"got shape {shape_of(x)}")
-                D = spec.irreps.D_from_matrix(Q.cpu().double()).to(dtype=x.dtype, device=x.device)
-                x = x @ D.T
+                x = x @ _irreps_matrix(spec.irreps, Q).T.to(dtype=x.dtype, device=x.device)
             else:
                 if x.shape[-1] != self.d or not x.is_floating_point():
                     raise ShapeError(f"{self}: field {name!r} is a {spec.role} and needs float shape (..., {self.d}), "
