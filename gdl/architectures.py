@@ -14,6 +14,16 @@ Adding an architecture is one :func:`register` call (or editing its placeholder 
         in_action=SetAction(SymmetricGroup(5)), module="gdl.nn.deepsets"))
 
 Actions left as ``None`` are read from the built module's ``in_action``/``out_action`` attributes.
+
+Rows on structured data (batches of graphs, sets or molecules) state the group and the actions as functions of
+the sample input, since a batch's node relabellings depend on its graph sizes::
+
+    group=lambda sample: ProductGroup(E3(), BatchSymmetricGroup(sample.sizes)),
+    in_action=lambda G: FieldsAction(G, pos="point"),
+    out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector"),
+
+Every row, old and new, goes through :func:`build` and :func:`gdl.testing.equivariance_error`: the table and
+the tests share one code path.
 """
 
 from __future__ import annotations
@@ -56,14 +66,15 @@ class Architecture:
         name: e.g. ``"G-CNN (p4)"``.
         symmetry: the group in words, as in the source table.
         group: the ``gdl.groups`` group the checker uses (for continuous groups of the row, the exact finite
-            subgroup that can be checked on a grid, or the continuous group itself).
+            subgroup that can be checked on a grid, or the continuous group itself), or a function
+            ``sample_input -> Group`` (e.g. a product with the relabellings of the sample's graphs).
         kind: ``"invariant"`` or ``"equivariant"``.
         domain: the data it works on.
         behaviour: how outputs respond to transformed inputs, in words.
         builder: ``() -> nn.Module`` building a small instance; ``None`` while not implemented.
         sample_input: ``generator -> input`` of that instance.
         in_action, out_action: how the group acts on input and output (``None``: the module's attributes;
-            ``out_action`` defaults to trivial for invariant rows).
+            ``out_action`` defaults to trivial for invariant rows), or functions ``group -> Action``.
         module: where the implementation lives.
         reference: the paper.
         tolerance: float64 tolerance when the default (1e-10) is too strict for a documented reason, e.g.
@@ -72,19 +83,21 @@ class Architecture:
 
     name: str
     symmetry: str
-    group: Group | None
+    group: Group | Callable[[Any], Group] | None
     kind: str
     domain: str
     behaviour: str
     builder: Callable[[], nn.Module] | None = None
     sample_input: Callable[[torch.Generator], Any] | None = None
-    in_action: Action | None = None
-    out_action: Action | None = None
+    in_action: Action | Callable[[Group], Action] | None = None
+    out_action: Action | Callable[[Group], Action] | None = None
     module: str = ""
     reference: str = ""
     tolerance: float | None = None
 
     def __post_init__(self):
+        if self.group is None:
+            raise ValueError(f"{self.name}: every row names its group")
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.builder is not None and self.sample_input is None:
@@ -160,7 +173,8 @@ ARCHITECTURES: list[Architecture] = [
         "Equivariant on 3D coordinates", reference="Fuchs et al. 2020"),
     Architecture(
         "SchNet / DimeNet", "E(3) (Euclidean group)", E3(), "invariant", "Molecular dynamics",
-        "Invariant predictions, equivariant internal features", reference="Schuett et al. 2017; Gasteiger et al. 2020"),
+        "Invariant energy from invariant features (distances, angles); forces -dE/dx equivariant",
+        reference="Schuett et al. 2017; Gasteiger et al. 2020"),
     Architecture(
         "DeepSets", "Permutation", SymmetricGroup(5), "invariant", "Point clouds, sets",
         "Invariant to set element ordering", reference="Zaheer et al. 2017"),
@@ -203,11 +217,17 @@ def build(arch: Architecture | str, seed: int = 0) -> tuple[nn.Module, Any, dict
         raise NotImplementedError(f"{arch.name}: {NOT_IMPLEMENTED}")
     model = _seeded(arch.builder, seed)
     x = arch.sample_input(torch.Generator().manual_seed(seed))
-    in_action = arch.in_action or getattr(model, "in_action", None)
-    out_action = arch.out_action or (TrivialAction(arch.group) if arch.kind == "invariant"
-                                     else getattr(model, "out_action", None))
-    return model, x, {"group": arch.group, "in_action": in_action, "out_action": out_action,
-                      "atol": arch.tolerance}
+    group = arch.group if isinstance(arch.group, Group) else arch.group(x)
+
+    def action(spec, fallback):
+        if spec is None:
+            return fallback
+        return spec if isinstance(spec, Action) else spec(group)
+
+    in_action = action(arch.in_action, getattr(model, "in_action", None))
+    out_action = action(arch.out_action, TrivialAction(group) if arch.kind == "invariant"
+                        else getattr(model, "out_action", None))
+    return model, x, {"group": group, "in_action": in_action, "out_action": out_action, "atol": arch.tolerance}
 
 
 def architecture_table(dtype: torch.dtype = torch.float64, seed: int = 0,
@@ -222,13 +242,13 @@ def architecture_table(dtype: torch.dtype = torch.float64, seed: int = 0,
     table = []
     for arch in ARCHITECTURES if rows is None else rows:
         row = {"architecture": arch.name, "symmetry": arch.symmetry, "kind": arch.kind, "domain": arch.domain,
-               "behaviour": arch.behaviour, "checked_group": str(arch.group) if arch.group else "",
+               "behaviour": arch.behaviour, "checked_group": str(arch.group) if isinstance(arch.group, Group) else "",
                "elements": None, "error": None, "tolerance": None, "parameters": None, "status": arch.status}
         if arch.implemented:
             model, x, kwargs = build(arch, seed)
             report = equivariance_error(model, x, dtype=dtype, seed=seed, **kwargs)
             row.update(elements=len(report.elements), error=report.worst, tolerance=report.tolerance,
-                       parameters=sum(p.numel() for p in model.parameters()))
+                       parameters=sum(p.numel() for p in model.parameters()), checked_group=str(kwargs["group"]))
         table.append(row)
     return table
 
