@@ -30,10 +30,10 @@ import math
 import torch
 from torch import nn
 
+from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
 
-__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "radius_edges", "InteractionBlock", "NequIP",
-           "check_atoms"]
+__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "InteractionBlock", "NequIP"]
 
 
 def _e3nn():
@@ -43,45 +43,6 @@ def _e3nn():
     except ImportError as err:  # pragma: no cover - e3nn is a core dependency of the course
         raise ImportError("gdl.nn.nequip needs e3nn (pip install e3nn)") from err
     return o3, e3nn_nn
-
-
-def check_atoms(pos: torch.Tensor, z: torch.Tensor, batch: torch.Tensor, num_types: int | None = None) -> None:
-    """Raise ``ValueError`` naming the tensor when positions, atom types and batch vector do not fit together."""
-    if not torch.is_tensor(pos) or pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
-        raise ValueError(f"pos must be a float tensor of shape (N, 3), got "
-                         f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
-    if not torch.isfinite(pos).all():
-        bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"pos has NaN or infinite coordinates (atoms {bad[:10]})")
-    if z.ndim != 1 or z.shape[0] != pos.shape[0] or z.is_floating_point():
-        raise ValueError(f"z (atom types) must be an integer tensor of shape (N,)=({pos.shape[0]},), got "
-                         f"{tuple(z.shape)} {z.dtype}")
-    if batch.ndim != 1 or batch.shape[0] != pos.shape[0]:
-        raise ValueError(f"batch must have shape (N,)=({pos.shape[0]},) like pos, got {tuple(batch.shape)}")
-    if num_types is not None and z.numel() and (int(z.min()) < 0 or int(z.max()) >= num_types):
-        raise ValueError(f"z (atom types) must lie in 0..{num_types - 1} (the embedding's size), got values "
-                         f"{int(z.min())}..{int(z.max())}")
-
-
-def radius_edges(pos: torch.Tensor, batch: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """All ordered pairs ``(j, i)``, ``j != i``, of atoms of the same graph closer than ``cutoff``.
-
-    Returns ``edge_index`` (2, E) with sources in row 0 and targets in row 1 (PyG's convention). Uses the one
-    radius graph of :mod:`gdl.nn.neighbours` when it is available.
-    """
-    try:
-        from gdl.nn.neighbours import radius_graph
-    except ImportError:
-        radius_graph = None
-    if radius_graph is not None:
-        return radius_graph(pos, cutoff, batch)
-    with torch.no_grad():                                   # which pairs: a discrete choice, no gradient
-        d = torch.cdist(pos, pos)                           # (N, N)
-        same = batch[:, None] == batch[None, :]
-        mask = same & (d < cutoff)
-        mask.fill_diagonal_(False)
-        dst, src = mask.nonzero(as_tuple=True)
-    return torch.stack([src, dst])
 
 
 class BesselBasis(nn.Module):
@@ -128,7 +89,7 @@ class EdgeGeometry(nn.Module):
 
     Coincident atoms give :math:`r = 0`, :math:`Y_{l>0} = 0` and finite gradients (no NaN).
 
-    Shapes: ``pos`` (N, 3), ``edge_index`` (2, E) -> ``r`` (E,), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K).
+    Shapes: ``vec`` (E, 3) -> ``r`` (E,), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K).
     """
 
     def __init__(self, lmax: int = 2, num_basis: int = 8, cutoff: float = 5.0, parity: bool = True):
@@ -138,10 +99,9 @@ class EdgeGeometry(nn.Module):
         self.basis = BesselBasis(num_basis, cutoff)
         self.envelope = PolynomialCutoff(cutoff)
 
-    def forward(self, pos: torch.Tensor, edge_index: torch.Tensor):
+    def forward(self, vec: torch.Tensor):
+        """``vec`` (E, 3): :math:`\\vec x_j - \\vec x_i` for every edge ``j -> i``."""
         o3, _ = _e3nn()
-        src, dst = edge_index
-        vec = pos[src] - pos[dst]                                            # (E, 3): from target to source
         r = torch.sqrt((vec * vec).sum(-1) + torch.finfo(vec.dtype).tiny)    # safe norm: finite grad at 0
         sh = o3.spherical_harmonics(self.irreps_sh, vec / r[:, None], normalize=False, normalization="component")
         basis = self.basis(r) * self.envelope(r)[:, None]
@@ -228,8 +188,7 @@ class NequIP(nn.Module):
     scalar energies summed per graph (see the module docstring for the equations).
 
     Args:
-        num_types: atom types are integers ``0..num_types-1`` (atomic numbers ``z`` with the default 10:
-            H to F).
+        num_types: atom types are integers ``0..num_types-1`` (atomic numbers ``z``; default 100).
         hidden_irreps: features between blocks (e3nn syntax).
         lmax: highest degree of the edge spherical harmonics.
         num_layers, num_basis, radial_hidden, cutoff, avg_num_neighbors: as in :class:`InteractionBlock`.
@@ -241,13 +200,17 @@ class NequIP(nn.Module):
 
     Examples:
         >>> from gdl.data import collate
+        >>> from gdl.nn.atomistic import EnergyForces
         >>> model = NequIP(num_types=10, hidden_irreps="8x0e + 4x1o + 4x1e", num_layers=2)
         >>> batch = collate([{"pos": torch.randn(4, 3), "z": torch.tensor([6, 1, 1, 8])}])
         >>> model(batch).shape
         torch.Size([1])
+        >>> out = EnergyForces(model)(batch)       # forces by autograd: gdl.nn.atomistic
+        >>> out["forces"].shape
+        torch.Size([4, 3])
     """
 
-    def __init__(self, num_types: int = 10, hidden_irreps: str = "16x0e + 8x1o + 8x1e", lmax: int = 2,
+    def __init__(self, num_types: int = MAX_Z, hidden_irreps: str = "16x0e + 8x1o + 8x1e", lmax: int = 2,
                  num_layers: int = 3, num_basis: int = 8, radial_hidden: int = 16, cutoff: float = 5.0,
                  avg_num_neighbors: float = 8.0, readout_hidden: int = 16):
         super().__init__()
@@ -273,10 +236,11 @@ class NequIP(nn.Module):
         nn.init.zeros_(self.atom_energy.weight)
 
     def forward(self, batch) -> torch.Tensor:
-        pos, z, b = batch.pos, batch.z, batch.batch
-        check_atoms(pos, z, b, self.num_types)
-        edge_index = batch.edge_index if batch.edge_index is not None else radius_edges(pos, b, self.cutoff)
-        _, sh, basis = self.geometry(pos, edge_index)
+        check_atoms(batch, self.num_types, "NequIP")
+        z, b = batch.z, batch.batch
+        edge_index, vec, _ = neighbour_edges(batch, self.cutoff)
+        _, sh, basis = self.geometry(vec)
+        pos = batch.pos
         h = self.embedding(z).to(pos.dtype)                                      # (N, C) scalars
         for block in self.blocks:
             h = block(h, edge_index, sh, basis)                                  # (N, hidden.dim)
