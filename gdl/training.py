@@ -8,7 +8,9 @@ and the model's initialisation (when ``seed`` is given to :func:`fit`) come from
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gdl._runtime import device as default_device
+from gdl._tree import shape_of
+from gdl.data.graphs import GraphBatch, collate
 
 __all__ = ["History", "train", "evaluate", "accuracy", "fit", "count_parameters", "he_init_", "learning_curve"]
 
@@ -31,22 +35,50 @@ def count_parameters(model: nn.Module) -> int:
 
 @dataclass
 class History:
-    """What :func:`train` returns: the mean training loss of every epoch."""
+    """What :func:`train` returns: the mean training loss of every epoch and, with validation data, the
+    validation loss of every epoch and the epoch whose weights were kept (early stopping)."""
 
     loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+    @property
+    def epochs(self) -> int:
+        return len(self.loss)
 
 
-def _check_data(x: torch.Tensor, y: torch.Tensor) -> None:
+def _is_structured(x: Any) -> bool:
+    """A list of graphs (dicts of tensors or GraphBatch objects) rather than one tensor of samples."""
+    return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (Mapping, GraphBatch))
+
+
+def _check_data(x: Any, y: Any) -> None:
+    if _is_structured(x):
+        if y is not None and (not isinstance(y, torch.Tensor) or len(y) != len(x)):
+            raise ValueError(f"y must be None (targets inside the graphs) or a tensor with one row per graph "
+                             f"({len(x)}), got {shape_of(y)}")
+        return
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
+        raise TypeError(f"x and y must be tensors (or x a list of graphs), got {type(x).__name__} and "
+                        f"{type(y).__name__}")
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y must hold the same, non-zero number of samples, got {len(x)} and {len(y)}")
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, batch_size: int = 64,
+def _batch(x: Any, y: Any, idx: torch.Tensor, collate_fn: Callable) -> tuple[Any, Any]:
+    """Samples ``idx`` of ``(x, y)``: tensor rows, or graphs batched by ``collate_fn`` (``y`` may be ``None``,
+    then the loss reads its targets from the batch)."""
+    if _is_structured(x):
+        xb = collate_fn([x[i] for i in idx.tolist()])
+        return xb, (y[idx] if y is not None else xb)
+    return x[idx], y[idx]
+
+
+def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20, batch_size: int = 64,
           lr: float = 3e-3, weight_decay: float = 0.0, loss_fn: Callable | None = None,
           augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
-          progress: bool | str = True) -> History:
+          progress: bool | str = True, val: tuple[Any, torch.Tensor | None] | None = None,
+          patience: int | None = None, collate_fn: Callable = collate) -> History:
     """Train ``model`` in place with Adam on ``(x, y)`` and return the per-epoch training loss.
 
     Each epoch visits the samples in a seeded random order; ``augment(batch, generator)`` (for example
@@ -55,34 +87,52 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     .. math::  \\theta \\leftarrow \\operatorname{Adam}\\Big(\\nabla_\\theta \\tfrac{1}{|B|}
                \\sum_{i \\in B} \\ell\\big(f_\\theta(a(x_i)), y_i\\big)\\Big)
 
+    With validation data, the loss on ``val`` is measured after every epoch, the weights of the best epoch are
+    restored at the end, and training stops early after ``patience`` epochs without improvement (so ``epochs``
+    is an upper bound: train to convergence, not for a fixed small number of steps).
+
     Args:
         model: the network; moved to ``device``.
-        x, y: inputs and targets (first axis: samples).
+        x, y: inputs and targets (first axis: samples); or ``x`` a list of graphs (dicts of tensors in the
+            :func:`gdl.data.collate` format) batched with ``collate_fn``, and ``y`` a tensor with one row per
+            graph or ``None``, in which case ``loss_fn(output, batch)`` reads the targets from the batch.
         epochs, batch_size, lr, weight_decay: optimisation settings.
         loss_fn: ``loss_fn(output, target)`` (default: cross-entropy, for class labels).
         augment: optional ``augment(x_batch, generator) -> x_batch``.
         seed: seeds the order of the batches and the augmentation.
         device: where to train (default: :func:`gdl.device`).
         progress: show a tqdm bar (``True``), hide it (``False``), or a string used as its label.
+        val: optional ``(x_val, y_val)`` for early stopping and best-epoch selection.
+        patience: stop after this many epochs without a better validation loss (default: never stop early).
+        collate_fn: how a list of graphs becomes a batch (default :func:`gdl.data.collate`).
     """
     _check_data(x, y)
+    if y is None and loss_fn is None:
+        raise ValueError("with y=None the targets live in the batch: pass loss_fn(output, batch)")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    if val is not None:
+        _check_data(*val)
     dev = torch.device(device) if device is not None else default_device(verbose=False)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     model.to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
     history = History()
+    best, best_state, waited = math.inf, None, 0
     label = progress if isinstance(progress, str) else "train"
-    for _ in tqdm(range(epochs), desc=label, disable=progress is False, leave=False):
+    bar = tqdm(range(epochs), desc=label, disable=progress is False, leave=False)
+    for epoch in bar:
+        model.train()
         order = torch.randperm(len(x), generator=g)
         total, count = 0.0, 0
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            xb, yb = x[idx], y[idx]
+            xb, yb = _batch(x, y, idx, collate_fn)
             if augment is not None:
                 xb = augment(xb, g)
+                if y is None:
+                    yb = xb
             xb, yb = xb.to(dev), yb.to(dev)
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -91,25 +141,47 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
             total += loss.item() * len(idx)
             count += len(idx)
         history.loss.append(total / count)
+        if val is not None:
+            v = evaluate(model, *val, loss_fn=loss_fn, device=dev, collate_fn=collate_fn)["loss"]
+            history.val_loss.append(v)
+            if v < best:
+                best, waited, history.best_epoch = v, 0, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+            bar.set_postfix(val_loss=f"{v:.3g}")
+            if patience is not None and waited >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return history
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
-             loss_fn: Callable | None = None, device: torch.device | str | None = None) -> dict[str, float]:
-    """Mean loss on ``(x, y)`` and, when ``y`` holds class labels, the accuracy (fraction correct)."""
+def evaluate(model: nn.Module, x: Any, y: torch.Tensor | None, *, batch_size: int = 256,
+             loss_fn: Callable | None = None, device: torch.device | str | None = None,
+             collate_fn: Callable = collate) -> dict[str, float]:
+    """Mean loss on ``(x, y)`` and, when ``y`` holds class labels, the accuracy (fraction correct).
+
+    ``x`` may be a list of graphs as in :func:`train` (then ``y=None`` means ``loss_fn(output, batch)``).
+    Gradients stay enabled for graphs, since models that return forces differentiate their energy."""
     _check_data(x, y)
+    if y is None and loss_fn is None:
+        raise ValueError("with y=None the targets live in the batch: pass loss_fn(output, batch)")
     dev = torch.device(device) if device is not None else default_device(verbose=False)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     model.to(dev).eval()
     total, correct = 0.0, 0
-    classify = y.dtype == torch.long and y.ndim == 1
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size].to(dev), y[start:start + batch_size].to(dev)
-        out = model(xb)
-        total += loss_fn(out, yb).item() * len(xb)
-        if classify:
-            correct += (out.argmax(dim=-1) == yb).sum().item()
+    classify = y is not None and y.dtype == torch.long and y.ndim == 1
+    structured = _is_structured(x)
+    with torch.set_grad_enabled(structured):
+        for start in range(0, len(x), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(x)))
+            xb, yb = _batch(x, y, idx, collate_fn)
+            xb, yb = xb.to(dev), yb.to(dev)
+            out = model(xb)
+            total += loss_fn(out, yb).item() * len(idx)
+            if classify:
+                correct += (out.argmax(dim=-1) == yb).sum().item()
     result = {"loss": total / len(x)}
     if classify:
         result["accuracy"] = correct / len(x)
@@ -121,12 +193,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs) -> fl
     return evaluate(model, x, y, **kwargs)["accuracy"]
 
 
-def fit(build: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *, seed: int = 0,
+def fit(build: Callable[[], nn.Module], x: Any, y: torch.Tensor | None, *, seed: int = 0,
         **train_kwargs) -> nn.Module:
-    """Seed torch, build a fresh model with ``build()``, train it with :func:`train` and return it."""
+    """Seed torch, build a fresh model with ``build()``, train it with :func:`train` and return it (the
+    :class:`History` is attached as ``model.history``)."""
     torch.manual_seed(seed)
     model = build()
-    train(model, x, y, seed=seed, **train_kwargs)
+    model.history = train(model, x, y, seed=seed, **train_kwargs)
     return model
 
 
