@@ -10,6 +10,7 @@ from gdl.data.digits import (
     rotated_digits,
 )
 from gdl.data.graphs import GRAPH_KEYS, GraphBatch, collate, unbatch
+from gdl.data.molecules import MOLECULES, md_trajectory, random_rotations, rotate_atoms
 
 __all__ = [
     "ROTATIONS",
@@ -23,4 +24,8 @@ __all__ = [
     "GraphBatch",
     "collate",
     "unbatch",
+    "MOLECULES",
+    "md_trajectory",
+    "random_rotations",
+    "rotate_atoms",
 ]
