@@ -1,8 +1,12 @@
 """Layers and models, one family per module."""
 
 from gdl.nn.cnn import CNN
+from gdl.nn.deepsets import DeepSets, DeepSetsLayer, GRUSetBaseline
 from gdl.nn.gcnn import GCNN, GroupBatchNorm2d, GroupConv2d, GroupPool, LiftingConv2d
+from gdl.nn.gnn import GNN, AdjacencyMLP, GCNConv, GINConv, MPNNConv
+from gdl.nn.message_passing import MessagePassing, global_pool, scatter, scatter_softmax
 from gdl.nn.steerable import FieldPool, GatedReLU, NormReLU, SteerableCNN, SteerableConv2d
+from gdl.nn.transformer import AttentionMessagePassing, MultiHeadSelfAttention, TransformerEncoder, complete_graph
 
 __all__ = [
     "CNN",
@@ -16,4 +20,8 @@ __all__ = [
     "NormReLU",
     "SteerableCNN",
     "SteerableConv2d",
+    "MessagePassing", "global_pool", "scatter", "scatter_softmax",
+    "GNN", "AdjacencyMLP", "GCNConv", "GINConv", "MPNNConv",
+    "DeepSets", "DeepSetsLayer", "GRUSetBaseline",
+    "AttentionMessagePassing", "MultiHeadSelfAttention", "TransformerEncoder", "complete_graph",
 ]
