@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gdl import architectures as arch
+from gdl._tree import leaves, tree_map
 from gdl.testing import assert_equivariant, default_tolerance, equivariance_error
 
 ROWS = arch.implemented()
@@ -71,3 +72,40 @@ def test_adding_a_row_is_a_few_lines_and_broken_rows_fail():
         arch.Architecture("bad", "x", S4, "covariant", "x", "x")
     with pytest.raises(KeyError, match="no architecture named"):
         arch.get("LSTM")
+
+
+def _meta_run(model, x):
+    model = model.to("meta")
+    x = tree_map(lambda t: t.to("meta"), x)
+    return model(x)     # gradients stay on: models that return forces differentiate their energy
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_registry_models_run_on_another_device(row):
+    """Every model runs where its parameters and inputs are, never on a hard-coded CPU: on PyTorch's ``meta``
+    device (shapes without values) a tensor created on the CPU inside ``forward`` raises a device mismatch, so
+    this catches what a GPU run would, without a GPU."""
+    _skip_missing(row)
+    model, x, _ = arch.build(row)
+    try:
+        out = _meta_run(model, x)
+    except (NotImplementedError, RuntimeError) as err:
+        message = str(err)
+        if "device" in message and ("meta" in message or "cpu" in message):
+            raise AssertionError(f"{row.name} mixes devices in forward: {message}") from err
+        pytest.skip(f"{row.name}: an operation has no meta kernel ({message[:120]})")
+    for t in leaves(out):
+        assert t.device.type == "meta", f"{row.name} returned a tensor on {t.device}"
+
+
+def test_the_device_test_catches_a_tensor_made_on_the_cpu():
+    class Careless(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.lin(x) + torch.ones(3)        # created on the CPU whatever the input's device
+
+    with pytest.raises(RuntimeError, match="device"):
+        _meta_run(Careless(), torch.randn(2, 3))
