@@ -9,8 +9,10 @@ from gdl.data.digits import (
     rotate_images,
     rotated_digits,
 )
+from gdl.data.graph_tasks import from_networkx, hub_graphs, random_graph_batch, relabel_nodes, triangles, wl_pairs
 from gdl.data.graphs import GRAPH_KEYS, GraphBatch, collate, unbatch
 from gdl.data.molecules import MOLECULES, md_trajectory, random_rotations, rotate_atoms
+from gdl.data.sets import digit_pool, digit_sets
 
 __all__ = [
     "ROTATIONS",
@@ -28,4 +30,6 @@ __all__ = [
     "md_trajectory",
     "random_rotations",
     "rotate_atoms",
+    "from_networkx", "hub_graphs", "random_graph_batch", "relabel_nodes", "triangles", "wl_pairs",
+    "digit_pool", "digit_sets",
 ]
