@@ -10,6 +10,7 @@ from gdl.groups import (
     P4,
     SO3,
     CyclicGroup,
+    DefiningRep,
     DihedralGroup,
     GraphAction,
     GroupMismatchError,
@@ -20,7 +21,6 @@ from gdl.groups import (
     SetAction,
     ShapeError,
     SO3Irrep,
-    StandardRep,
     SymmetricGroup,
     TrivialAction,
 )
@@ -33,7 +33,7 @@ from gdl.testing import (
     equivariance_error,
 )
 
-VEC = RepAction(StandardRep(SO3()))
+VEC = RepAction(DefiningRep(SO3()))
 
 
 def scale_by_norm(x):
@@ -124,7 +124,7 @@ def test_report_is_readable():
     def shift_up(x):
         return x + torch.tensor([0.0, 1.0], dtype=x.dtype)
 
-    c4 = RepAction(StandardRep(CyclicGroup(4)))
+    c4 = RepAction(DefiningRep(CyclicGroup(4)))
     report = equivariance_error(shift_up, group=CyclicGroup(4), in_action=c4, out_action=c4)
     text = str(report)
     assert text.startswith("FAIL: equivariance of shift_up: worst relative error")
@@ -184,12 +184,12 @@ def test_bad_arguments_are_named():
         equivariance_error(scale_by_norm, group=SO3())
     with pytest.raises(GroupMismatchError, match=r"out_action RepAction\(O3Irrep\(1o\)\) acts with O3"):
         equivariance_error(scale_by_norm, group=SO3(), in_action=VEC, out_action=RepAction(O3Irrep(1, -1)))
-    with pytest.raises(ShapeError, match=r"RepAction\(Standard\(SO3\)\) expects .*\(\.\.\., 3\), got \(4, 1\)"):
+    with pytest.raises(ShapeError, match=r"RepAction\(Defining\(SO3\)\) expects .*\(\.\.\., 3\), got \(4, 1\)"):
         equivariance_error(lambda x: x.norm(dim=-1, keepdim=True), group=SO3(), in_action=VEC, out_action=VEC)
     with pytest.raises(GroupMismatchError, match="expected an element of SO3"):
         equivariance_error(scale_by_norm, group=SO3(), in_action=VEC, out_action=VEC, elements=O3().sample(2))
     with pytest.raises(TypeError, match="in_action must be a gdl.groups.Action"):
-        equivariance_error(scale_by_norm, group=SO3(), in_action=StandardRep(SO3()), out_action=VEC)
+        equivariance_error(scale_by_norm, group=SO3(), in_action=DefiningRep(SO3()), out_action=VEC)
     with pytest.raises(ValueError, match="pass group= and in_action="):
         assert_invariant(scale_by_norm)
     assert TrivialAction(SO3()).group == SO3()

@@ -84,8 +84,13 @@ class EquivarianceReport:
         how = f", adversarial search {self.adversarial_steps} steps" if self.adversarial_steps else ""
         group_worst = float(self.errors.max()) if len(self.errors) else 0.0
         where = f" in field {self.worst_field!r}" if len(self.field_errors) > 1 else ""
-        lines = [f"{verdict}: {self.kind} of {self.name}: worst relative error {group_worst:.2e}{where} "
-                 f"at {self.worst_element} (tolerance {self.tolerance:.0e}, {self.dtype}, "
+        check_worst = max(((e, c, k) for c, errs in self.checks.items() for k, e in errs.items()), default=None)
+        if check_worst is not None and check_worst[0] > group_worst:
+            e, check, name = check_worst
+            headline = f"worst relative error {e:.2e} in the {check} check, field {name!r}"
+        else:
+            headline = f"worst relative error {group_worst:.2e}{where} at {self.worst_element}"
+        lines = [f"{verdict}: {self.kind} of {self.name}: {headline} (tolerance {self.tolerance:.0e}, {self.dtype}, "
                  f"{len(self.elements)} elements{how})"]
         if len(self.field_errors) > 1:
             for k, errs in self.field_errors.items():
