@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from gdl.groups import CyclicGroup, DihedralGroup, MatrixRep, RegularRep, StandardRep, TrivialRep
+from gdl.groups import CyclicGroup, DefiningRep, DihedralGroup, MatrixRep, RegularRep, TrivialRep
 from gdl.weight_sharing import constraint_residual, equivariant_basis, pixel_filter_rep
 from gdl.weight_sharing._solver import _solve
 
@@ -55,7 +55,7 @@ def main() -> None:
             rows.append(("regular", f"Regular(C{n}) -> Regular(C{n})", n, method, *_time(rep, rep, method)))
     for n in (16, 32, 64, 128, 256):
         rep = _rotated_regular(n)
-        out = StandardRep(rep.group) + TrivialRep(rep.group)
+        out = DefiningRep(rep.group) + TrivialRep(rep.group)
         for method in ("block",) + (("dense",) if n <= 64 else ()):
             rows.append(("rotated", f"Q^T Regular(D{n}) Q -> Std + Triv", 2 * n, method, *_time(rep, out, method)))
     print("| family | problem | M | method | D | time (s) | residual |")

@@ -13,6 +13,7 @@ from gdl.groups import (
     SO2,
     SO3,
     CyclicGroup,
+    DefiningRep,
     DihedralGroup,
     GraphAction,
     GroupMismatchError,
@@ -24,7 +25,6 @@ from gdl.groups import (
     RotateImageAction,
     SetAction,
     ShapeError,
-    StandardRep,
     SymmetricGroup,
     TranslationGroup2D,
     TrivialAction,
@@ -42,7 +42,7 @@ EXACT_ACTIONS = [
     PointCloudAction(SO3()), PointCloudAction(O3()), PointCloudAction(SE3()), PointCloudAction(E3()),
     PointCloudAction(SO2()), PointCloudAction(O2()), PointCloudAction(DihedralGroup(6)),
     SetAction(SymmetricGroup(5)), GraphAction(SymmetricGroup(5)), GraphAction(SymmetricGroup(6), "edge_index"),
-    RepAction(StandardRep(SO3())), RepAction(O3Irrep(2, -1, group=E3())),
+    RepAction(DefiningRep(SO3())), RepAction(O3Irrep(2, -1, group=E3())),
     TupleAction(PointCloudAction(E3()), RepAction(O3Irrep(1, -1, group=E3()))),
 ]
 
@@ -130,7 +130,7 @@ def test_graph_action_keeps_dense_and_edge_list_consistent():
         B = torch.zeros(6, 6, dtype=torch.float64)
         B[ei2[0], ei2[1]] = 1.0
         assert torch.equal(B, A3) and torch.equal(x2, x3)
-        P = StandardRep(group).matrix(g)
+        P = DefiningRep(group).matrix(g)
         assert torch.equal(A3, P @ A @ P.T)
 
 
@@ -150,7 +150,7 @@ def test_trivial_action_leaves_data_alone():
     (PointCloudAction(SO3()), torch.zeros(5, 2), r"\(\.\.\., N, 3\), got \(5, 2\)"),
     (PointCloudAction(SO2()), torch.zeros(5, 3), r"\(\.\.\., N, 2\), got \(5, 3\)"),
     (SetAction(SymmetricGroup(4)), torch.zeros(5, 3), r"4 set elements along axis -2, got \(5, 3\)"),
-    (RepAction(StandardRep(SO3())), torch.zeros(2, 4), r"\(\.\.\., 3\), got \(2, 4\)"),
+    (RepAction(DefiningRep(SO3())), torch.zeros(2, 4), r"\(\.\.\., 3\), got \(2, 4\)"),
     (GraphAction(SymmetricGroup(4)), torch.zeros(4, 2), r"expects a pair"),
     (GraphAction(SymmetricGroup(4)), (torch.zeros(5, 2), torch.zeros(4, 4)), r"\(\.\.\., 4, C\), got \(5, 2\)"),
     (GraphAction(SymmetricGroup(4)), (torch.zeros(4, 2), torch.zeros(4, 3)), r"\(\.\.\., 4, 4\), got \(4, 3\)"),

@@ -13,9 +13,9 @@ from gdl.groups import (
     SO2,
     SO3,
     CyclicGroup,
+    DefiningRep,
     DihedralGroup,
     GroupMismatchError,
-    StandardRep,
     SymmetricGroup,
     TranslationGroup2D,
     expm_skew,
@@ -78,7 +78,7 @@ def test_o3_and_o2_sample_both_components():
 @pytest.mark.parametrize("group", CONTINUOUS, ids=repr)
 def test_exp_matches_matrix_exponential(group):
     """exp(tX) in the standard representation is the matrix exponential of tX, for each generator."""
-    rep = StandardRep(group)
+    rep = DefiningRep(group)
     assert len(group.lie_algebra()) == group.dimension() == {2: 1, 3: 3, 4: 6}[rep.dim]
     for X in group.lie_algebra():
         for t in (1e-3, 0.4, -2.5):
@@ -90,7 +90,7 @@ def test_discrete_generators():
     assert SO2().generators() == [] and SO3().generators() == [] and SE3().generators() == []
     for group in (O2(), O3(), E3()):
         (s,) = group.generators()
-        m = StandardRep(group).matrix(s)
+        m = DefiningRep(group).matrix(s)
         assert float(torch.det(m)) == pytest.approx(-1.0)
         assert s * s == group.identity()
 
@@ -105,7 +105,7 @@ def test_expm_skew_is_more_accurate_than_needed():
 
 def test_so2_and_o2_compose_like_matrices():
     for group in (SO2(), O2()):
-        rep = StandardRep(group)
+        rep = DefiningRep(group)
         g, h = group.sample(2, seed=3)
         assert torch.allclose(rep.matrix(g * h), rep.matrix(g) @ rep.matrix(h), atol=1e-14)
         assert group.element(rep.matrix(g)) == g       # a matrix is accepted as a value
@@ -153,7 +153,7 @@ def test_element_of_another_group_is_named():
 
 @pytest.mark.parametrize("group", [SO2(), SO3(), SE3()], ids=repr)
 def test_exp_rejects_matrices_outside_the_algebra(group):
-    n = StandardRep(group).dim
+    n = DefiningRep(group).dim
     with pytest.raises(ValueError, match="exp expects"):
         group.exp(torch.eye(n, dtype=torch.float64))
     with pytest.raises(ValueError, match="shape"):

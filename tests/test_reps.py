@@ -13,6 +13,7 @@ from gdl.groups import (
     SO2,
     SO3,
     CyclicGroup,
+    DefiningRep,
     DihedralGroup,
     DirectSumRep,
     GroupMismatchError,
@@ -26,6 +27,7 @@ from gdl.groups import (
     RepresentationError,
     SO2Irrep,
     SO3Irrep,
+    StandardIrrep,
     StandardRep,
     SymmetricGroup,
     TensorProductRep,
@@ -35,21 +37,21 @@ from gdl.groups import (
 
 C4, D4, S4 = CyclicGroup(4), DihedralGroup(4), SymmetricGroup(4)
 FINITE_REPS = [
-    TrivialRep(C4), StandardRep(C4), RegularRep(C4), PermutationRep(C4),
-    StandardRep(D4), RegularRep(D4), PermutationRep(D4), TrivialRep(D4, dim=3),
-    StandardRep(S4), PermutationRep(S4), RegularRep(CyclicGroup(3)), RegularRep(TranslationGroup2D((2, 3))),
-    StandardRep(C4) + RegularRep(C4), 2 * StandardRep(D4), StandardRep(D4).tensor(StandardRep(D4)),
+    TrivialRep(C4), DefiningRep(C4), RegularRep(C4), PermutationRep(C4),
+    DefiningRep(D4), RegularRep(D4), PermutationRep(D4), TrivialRep(D4, dim=3),
+    DefiningRep(S4), PermutationRep(S4), RegularRep(CyclicGroup(3)), RegularRep(TranslationGroup2D((2, 3))),
+    DefiningRep(C4) + RegularRep(C4), 2 * DefiningRep(D4), DefiningRep(D4).tensor(DefiningRep(D4)),
 ]
 LIE_REPS = [
-    TrivialRep(SO2()), StandardRep(SO2()), SO2Irrep(0), SO2Irrep(1), SO2Irrep(3),
-    StandardRep(O2()), O2Irrep(0), O2Irrep(0, j=1), O2Irrep(2),
-    StandardRep(SO3()), SO3Irrep(0), SO3Irrep(1), SO3Irrep(2), SO3Irrep(4),
-    StandardRep(O3()), O3Irrep(0, -1), O3Irrep(1, -1), O3Irrep(1, 1), O3Irrep(2, 1), O3Irrep(3, -1),
-    StandardRep(SE3()), SO3Irrep(2, group=SE3()), TrivialRep(SE3()),
-    StandardRep(E3()), O3Irrep(1, -1, group=E3()), O3Irrep(2, -1, group=E3()),
+    TrivialRep(SO2()), DefiningRep(SO2()), SO2Irrep(0), SO2Irrep(1), SO2Irrep(3),
+    DefiningRep(O2()), O2Irrep(0), O2Irrep(0, j=1), O2Irrep(2),
+    DefiningRep(SO3()), SO3Irrep(0), SO3Irrep(1), SO3Irrep(2), SO3Irrep(4),
+    DefiningRep(O3()), O3Irrep(0, -1), O3Irrep(1, -1), O3Irrep(1, 1), O3Irrep(2, 1), O3Irrep(3, -1),
+    DefiningRep(SE3()), SO3Irrep(2, group=SE3()), TrivialRep(SE3()),
+    DefiningRep(E3()), O3Irrep(1, -1, group=E3()), O3Irrep(2, -1, group=E3()),
     SO2Irrep(1) + SO2Irrep(2), SO2Irrep(1).tensor(SO2Irrep(2)),
-    SO3Irrep(1) + SO3Irrep(2) + StandardRep(SO3()), SO3Irrep(1).tensor(SO3Irrep(2)),
-    O3Irrep(1, -1).tensor(O3Irrep(1, -1)) + O3Irrep(0, 1), StandardRep(SE3()).tensor(SO3Irrep(1, group=SE3())),
+    SO3Irrep(1) + SO3Irrep(2) + DefiningRep(SO3()), SO3Irrep(1).tensor(SO3Irrep(2)),
+    O3Irrep(1, -1).tensor(O3Irrep(1, -1)) + O3Irrep(0, 1), DefiningRep(SE3()).tensor(SO3Irrep(1, group=SE3())),
 ]
 ALL_REPS = FINITE_REPS + LIE_REPS
 
@@ -87,8 +89,8 @@ def test_lie_algebra_integrates_to_the_group(rep):
             assert err < 1e-8, (X, err)
 
 
-@pytest.mark.parametrize("rep", [SO2Irrep(3), O2Irrep(2), SO3Irrep(2), O3Irrep(3, -1), StandardRep(SO3()),
-                                 SO3Irrep(1, group=SE3()), StandardRep(E3())], ids=repr)
+@pytest.mark.parametrize("rep", [SO2Irrep(3), O2Irrep(2), SO3Irrep(2), O3Irrep(3, -1), DefiningRep(SO3()),
+                                 SO3Irrep(1, group=SE3()), DefiningRep(E3())], ids=repr)
 def test_exact_lie_algebra_matches_numerical_derivative(rep):
     """The exact overrides agree with the base class's finite-difference derivative."""
     numeric = Rep.lie_algebra(rep)  # the base class's central difference
@@ -122,7 +124,7 @@ def test_irreducible_characters_are_orthonormal():
     gram = chi @ chi.T / len(els)
     assert (gram - torch.eye(3, dtype=gram.dtype)).abs().max() < 0.12
     els = D4.elements()  # exact for a finite group
-    reps = [TrivialRep(D4), StandardRep(D4)]
+    reps = [TrivialRep(D4), DefiningRep(D4)]
     chi = torch.tensor([[r.character(g) for g in els] for r in reps])
     assert torch.allclose(chi @ chi.T / len(els), torch.eye(2, dtype=chi.dtype))
 
@@ -142,15 +144,58 @@ def test_regular_rep_is_a_permutation_matrix():
 def test_reps_are_hashable_and_compare_by_value():
     assert SO3Irrep(2) == SO3Irrep(2) and hash(O3Irrep(1, -1)) == hash(O3Irrep(1, -1))
     assert SO3Irrep(2) != SO3Irrep(2, group=SE3())
-    assert len({StandardRep(C4), StandardRep(C4), RegularRep(C4)}) == 2
+    assert len({DefiningRep(C4), DefiningRep(C4), RegularRep(C4)}) == 2
     assert repr(3 * O3Irrep(1, -1) + O3Irrep(0, 1)) == "3x O3Irrep(1o) + O3Irrep(0e)"
+
+
+def test_reps_compare_by_their_matrices_not_their_names():
+    """Issue 10: two representations with one name and different matrices are different (and hash apart)."""
+    rot = MatrixRep(C4, lambda g: DefiningRep(C4).matrix(g), name="v")
+    same = MatrixRep(C4, lambda g: DefiningRep(C4).matrix(g).clone(), name="another name")
+    flat = MatrixRep(C4, lambda g: torch.eye(2, dtype=torch.float64), name="v")
+    assert rot == same and hash(rot) == hash(same)
+    assert rot != flat and len({rot, same, flat}) == 2
+    so2_1 = MatrixRep(SO2(), lambda g: SO2Irrep(1).matrix(g), name="w")
+    so2_2 = MatrixRep(SO2(), lambda g: SO2Irrep(2).matrix(g), name="w")
+    assert so2_1 != so2_2 and so2_1 == MatrixRep(SO2(), lambda g: SO2Irrep(1).matrix(g), name="u")
+    shift = PermutationRep(C4, name="points")
+    fixed = PermutationRep(C4, permutation=lambda g: (0, 1, 2, 3), name="points")
+    assert shift != fixed and shift == PermutationRep(C4)
+
+
+def test_standard_irrep_of_the_symmetric_group():
+    for n in (2, 3, 4, 5):
+        group = SymmetricGroup(n)
+        std, perm = StandardIrrep(group), PermutationRep(group)
+        assert std.dim == n - 1 and std.homomorphism_error() < 1e-13
+        chars = torch.tensor([std.character(g) for g in group.elements()], dtype=torch.float64)
+        fixed = torch.tensor([sum(p == i for i, p in enumerate(g.value)) for g in group.elements()],
+                             dtype=torch.float64)
+        assert torch.allclose(chars, fixed - 1, atol=1e-12)                         # chi = fixed points - 1
+        assert abs(float((chars ** 2).mean()) - 1) < 1e-12                         # <chi, chi> = 1: irreducible
+        perm_chars = torch.tensor([perm.character(g) for g in group.elements()], dtype=torch.float64)
+        assert torch.allclose(perm_chars, 1 + chars, atol=1e-12)                   # permutation = 1 + standard
+        for g in group.generators():
+            m = std.matrix(g)
+            assert torch.allclose(m @ m.T, torch.eye(n - 1, dtype=torch.float64), atol=1e-12)
+
+
+def test_standard_rep_is_deprecated_and_refused_for_symmetric_groups():
+    with pytest.warns(DeprecationWarning, match="DefiningRep"):
+        assert StandardRep(C4) == DefiningRep(C4)
+    with pytest.raises(RepresentationError, match=r"StandardIrrep\(S4\).*3-dimensional"):
+        StandardRep(S4)
+    with pytest.raises(RepresentationError, match="n >= 2"):
+        StandardIrrep(SymmetricGroup(1))
+    with pytest.raises(RepresentationError, match="symmetric group"):
+        StandardIrrep(C4)
 
 
 # --- broken representations must fail -----------------------------------------------------------
 def test_matrix_rep_rejects_a_non_homomorphism():
     with pytest.raises(RepresentationError, match="not a representation of C4"):
         skew = torch.diag(torch.tensor([1.0, 1.01], dtype=torch.float64))
-        MatrixRep(C4, lambda g: StandardRep(C4).matrix(g).T @ skew, name="skewed")
+        MatrixRep(C4, lambda g: DefiningRep(C4).matrix(g).T @ skew, name="skewed")
 
 
 def test_homomorphism_error_sees_a_broken_rep():
@@ -168,10 +213,10 @@ def test_broken_lie_algebra_fails_the_integration_check():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: StandardRep(C4) + StandardRep(D4), GroupMismatchError, r"C4.*D4"),
+    (lambda: DefiningRep(C4) + DefiningRep(D4), GroupMismatchError, r"C4.*D4"),
     (lambda: TensorProductRep(SO3Irrep(1), O3Irrep(1, 1)), GroupMismatchError, r"SO3.*O3"),
     (lambda: DirectSumRep([]), RepresentationError, "at least one"),
-    (lambda: 0 * StandardRep(C4), RepresentationError, "positive integer"),
+    (lambda: 0 * DefiningRep(C4), RepresentationError, "positive integer"),
     (lambda: SO3Irrep(-1), RepresentationError, "degree l"),
     (lambda: O3Irrep(1, 0), RepresentationError, "parity"),
     (lambda: SO3Irrep(1, group=O3()), GroupMismatchError, "SO3Irrep is a representation of SO3 or SE3"),

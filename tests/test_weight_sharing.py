@@ -13,6 +13,7 @@ from gdl.groups import (
     SO2,
     SO3,
     CyclicGroup,
+    DefiningRep,
     DihedralGroup,
     GroupMismatchError,
     ImageAction,
@@ -23,8 +24,9 @@ from gdl.groups import (
     Rep,
     RepresentationError,
     ShapeError,
+    SO2Irrep,
     SO3Irrep,
-    StandardRep,
+    StandardIrrep,
     SymmetricGroup,
     TrivialRep,
 )
@@ -52,9 +54,40 @@ from gdl.weight_sharing._solver import _solve
 
 def _reps(group):
     """Regular, permutation (natural action), standard, trivial and a tensor product for one group."""
-    reg, perm, std, triv = RegularRep(group), PermutationRep(group), StandardRep(group), TrivialRep(group)
-    return {"reg": reg, "perm": perm, "std": std, "triv": triv, "std2": std.tensor(std), "perm2": perm.tensor(perm),
-            "std+triv": std + triv}
+    reg, perm, std, triv = RegularRep(group), PermutationRep(group), DefiningRep(group), TrivialRep(group)
+    out = {"reg": reg, "perm": perm, "std": std, "triv": triv, "std2": std.tensor(std), "perm2": perm.tensor(perm),
+           "std+triv": std + triv}
+    if isinstance(group, SymmetricGroup):
+        irr = StandardIrrep(group)
+        out.update({"irr": irr, "irr2": irr.tensor(irr), "irr+triv": irr + triv})
+    return out
+
+
+def test_symmetric_group_standard_irrep_counts():
+    """S_n: perm = 1 + std, so Hom(perm, perm) has 2 maps and Hom(std, std) 1; for n >= 4, std (x) std -> std
+    has 1 map while perm (x) perm -> perm has 5 (issue 16: the two rows used to be identical)."""
+    for n in (4, 5):
+        group = SymmetricGroup(n)
+        irr, perm = StandardIrrep(group), PermutationRep(group)
+        assert equivariant_basis(irr, irr).shape[0] == 1 and equivariant_basis(perm, perm).shape[0] == 2
+        assert equivariant_basis(irr.tensor(irr), irr).shape[0] == 1
+        assert equivariant_basis(perm.tensor(perm), perm).shape[0] == 5
+
+
+def test_cache_is_keyed_on_matrices_not_names():
+    """Issue 10: representations with one name but different matrices must not share a cached basis."""
+    c4 = CyclicGroup(4)
+    turning = MatrixRep(c4, lambda g: DefiningRep(c4).matrix(g), name="features")
+    still = MatrixRep(c4, lambda g: torch.eye(2, dtype=torch.float64), name="features")
+    assert invariant_basis(turning).shape[0] == 0
+    assert invariant_basis(still).shape[0] == 2
+    shifts = PermutationRep(c4, name="points")
+    frozen = PermutationRep(c4, permutation=lambda g: (0, 1, 2, 3), name="points")
+    assert equivariant_basis(shifts, shifts).shape[0] == 4 and equivariant_basis(frozen, frozen).shape[0] == 16
+    so2 = SO2()
+    one = MatrixRep(so2, lambda g: SO2Irrep(1).matrix(g), name="w")
+    two = MatrixRep(so2, lambda g: SO2Irrep(2).matrix(g), name="w")
+    assert equivariant_basis(one, one).shape[0] == 2 and equivariant_basis(one, two).shape[0] == 0
 
 
 _PAIRS = [
@@ -63,7 +96,8 @@ _PAIRS = [
               SymmetricGroup(3), SymmetricGroup(4))
     for a, b in (("reg", "reg"), ("std", "std"), ("std2", "std"), ("perm2", "perm"), ("std+triv", "reg"),
                  ("triv", "perm2"))
-]
+] + [(SymmetricGroup(n), a, b) for n in (3, 4, 5) for a, b in (("irr", "irr"), ("irr2", "irr"), ("perm", "irr"),
+                                                                  ("irr+triv", "perm"))]
 
 
 def _id(pair):
@@ -100,7 +134,7 @@ def test_methods_span_the_same_space(pair):
 def test_basis_for_all_elements_not_only_generators():
     """Solved with generators only, the maps commute with every element."""
     group = DihedralGroup(5)
-    rep_in, rep_out = StandardRep(group).tensor(StandardRep(group)), RegularRep(group)
+    rep_in, rep_out = DefiningRep(group).tensor(DefiningRep(group)), RegularRep(group)
     basis = equivariant_basis(rep_in, rep_out)
     for g in group.elements():
         assert (rep_out.matrix(g) @ basis - basis @ rep_in.matrix(g)).abs().max() < 1e-12
@@ -108,7 +142,7 @@ def test_basis_for_all_elements_not_only_generators():
 
 def _cont(name):
     so3, o3, so2, o2 = SO3(), O3(), SO2(), O2()
-    v3, w3, v2, u2 = StandardRep(so3), StandardRep(o3), StandardRep(so2), StandardRep(o2)
+    v3, w3, v2, u2 = DefiningRep(so3), DefiningRep(o3), DefiningRep(so2), DefiningRep(o2)
     return {
         "SO3 vec->vec": (v3, v3, 1),
         "SO3 vec(x)vec->vec (cross product)": (v3.tensor(v3), v3, 1),
@@ -142,7 +176,7 @@ def test_continuous_groups_known_dimensions(name):
 
 
 def test_cross_product_is_the_so3_solution():
-    v = StandardRep(SO3())
+    v = DefiningRep(SO3())
     basis = equivariant_basis(v.tensor(v), v)[0]                        # (3, 9)
     eps = torch.zeros(3, 3, 3, dtype=torch.float64)
     for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
@@ -153,7 +187,7 @@ def test_cross_product_is_the_so3_solution():
 
 def test_character_dimension_refuses_continuous_groups():
     with pytest.raises(TypeError, match="finite group"):
-        character_dimension(StandardRep(SO3()), StandardRep(SO3()))
+        character_dimension(DefiningRep(SO3()), DefiningRep(SO3()))
 
 
 # --- bad input ---------------------------------------------------------------------------------------------
@@ -161,7 +195,7 @@ def test_group_mismatch_is_refused():
     with pytest.raises(GroupMismatchError, match="C4.*D4"):
         equivariant_basis(RegularRep(CyclicGroup(4)), RegularRep(DihedralGroup(4)))
     with pytest.raises(GroupMismatchError):
-        EquivariantLinear(StandardRep(SO3()), StandardRep(O3()))
+        EquivariantLinear(DefiningRep(SO3()), DefiningRep(O3()))
 
 
 class _NotAHomomorphism(Rep):
@@ -180,16 +214,16 @@ class _NotAHomomorphism(Rep):
 
 def test_matrices_that_are_not_a_representation_are_refused():
     with pytest.raises(RepresentationError, match="homomorphism error"):
-        equivariant_basis(_NotAHomomorphism(), StandardRep(CyclicGroup(3)))
+        equivariant_basis(_NotAHomomorphism(), DefiningRep(CyclicGroup(3)))
     with pytest.raises(RepresentationError, match="not a representation"):   # MatrixRep refuses too
         MatrixRep(CyclicGroup(3), lambda g: torch.eye(2) * (g.value + 1), name="scaled")
 
 
 def test_method_that_does_not_apply_is_refused():
     with pytest.raises(RepresentationError, match="permutation"):
-        equivariant_basis(StandardRep(CyclicGroup(4)), StandardRep(CyclicGroup(4)), method="orbits")
+        equivariant_basis(DefiningRep(CyclicGroup(4)), DefiningRep(CyclicGroup(4)), method="orbits")
     with pytest.raises(ValueError, match="method"):
-        equivariant_basis(StandardRep(CyclicGroup(4)), StandardRep(CyclicGroup(4)), method="magic")
+        equivariant_basis(DefiningRep(CyclicGroup(4)), DefiningRep(CyclicGroup(4)), method="magic")
 
 
 def _skewed_rep():
@@ -208,7 +242,7 @@ def test_non_orthogonal_representation_uses_dense_solver_and_nonlinearity_refuse
 
 
 def test_layer_checks_input_shape():
-    layer = EquivariantLinear(RegularRep(CyclicGroup(4)), StandardRep(CyclicGroup(4)))
+    layer = EquivariantLinear(RegularRep(CyclicGroup(4)), DefiningRep(CyclicGroup(4)))
     with pytest.raises(ShapeError, match=r"\(\.\.\., 4\).*\(3, 5\)"):
         layer(torch.randn(3, 5))
 
@@ -227,10 +261,10 @@ _LAYER_CASES = {
     "D6 perm->regular": lambda: (PermutationRep(DihedralGroup(6)), 2 * RegularRep(DihedralGroup(6))),
     "S4 perm(x)perm->perm": lambda: (PermutationRep(SymmetricGroup(4)).tensor(PermutationRep(SymmetricGroup(4))),
                                      PermutationRep(SymmetricGroup(4))),
-    "C8 std+triv->regular": lambda: (StandardRep(CyclicGroup(8)) + TrivialRep(CyclicGroup(8)),
+    "C8 std+triv->regular": lambda: (DefiningRep(CyclicGroup(8)) + TrivialRep(CyclicGroup(8)),
                                      RegularRep(CyclicGroup(8))),
-    "SO3 vec(x)vec->vec+scalar": lambda: (StandardRep(SO3()).tensor(StandardRep(SO3())),
-                                          StandardRep(SO3()) + TrivialRep(SO3())),
+    "SO3 vec(x)vec->vec+scalar": lambda: (DefiningRep(SO3()).tensor(DefiningRep(SO3())),
+                                          DefiningRep(SO3()) + TrivialRep(SO3())),
     "O3 1o+0e->1o+2e": lambda: (O3Irrep(1, -1) + O3Irrep(0, 1), O3Irrep(1, -1) + O3Irrep(2, 1)),
 }
 
@@ -248,12 +282,12 @@ def test_equivariant_linear_is_equivariant(case, dtype, float_tolerance):
 _MLP_CASES = {
     "D6 perm -> 2 regular -> trivial": lambda: (PermutationRep(DihedralGroup(6)), 2 * RegularRep(DihedralGroup(6)),
                                                 TrivialRep(DihedralGroup(6))),
-    "C5 std -> regular+std -> std": lambda: (StandardRep(CyclicGroup(5)),
-                                             RegularRep(CyclicGroup(5)) + StandardRep(CyclicGroup(5)),
-                                             StandardRep(CyclicGroup(5))),
+    "C5 std -> regular+std -> std": lambda: (DefiningRep(CyclicGroup(5)),
+                                             RegularRep(CyclicGroup(5)) + DefiningRep(CyclicGroup(5)),
+                                             DefiningRep(CyclicGroup(5))),
     "SO3 vec -> vec(x)vec+vec+scalar -> vec": lambda: (
-        StandardRep(SO3()), StandardRep(SO3()).tensor(StandardRep(SO3())) + StandardRep(SO3()) + TrivialRep(SO3()),
-        StandardRep(SO3())),
+        DefiningRep(SO3()), DefiningRep(SO3()).tensor(DefiningRep(SO3())) + DefiningRep(SO3()) + TrivialRep(SO3()),
+        DefiningRep(SO3())),
 }
 
 
@@ -305,11 +339,11 @@ def test_layer_parameter_counts_repr_and_reset():
 def test_invariant_basis_is_the_bias_space():
     group = DihedralGroup(4)
     assert invariant_basis(RegularRep(group)).shape == (1, 8)
-    assert invariant_basis(StandardRep(group)).shape == (0, 2)
+    assert invariant_basis(DefiningRep(group)).shape == (0, 2)
 
 
 def test_nonlinearity_is_equivariant_and_reports_kinds(dtype, float_tolerance):
-    rep = RegularRep(DihedralGroup(4)) + StandardRep(DihedralGroup(4)) + TrivialRep(DihedralGroup(4))
+    rep = RegularRep(DihedralGroup(4)) + DefiningRep(DihedralGroup(4)) + TrivialRep(DihedralGroup(4))
     nl = EquivariantNonlinearity(rep)
     assert "9 pointwise, 1 norm-gated" in repr(nl)
     assert assert_equivariant(nl, dtype=dtype).worst <= float_tolerance

@@ -10,11 +10,13 @@ from gdl.groups._group import FiniteGroup, Group, GroupElement
 from gdl.groups._irreps import O2Irrep, O3Irrep, SO2Irrep, SO3Irrep, wigner_D
 from gdl.groups._product import BatchSymmetricGroup, ProductGroup
 from gdl.groups._rep import (
+    DefiningRep,
     DirectSumRep,
     MatrixRep,
     PermutationRep,
     RegularRep,
     Rep,
+    StandardIrrep,
     StandardRep,
     TensorProductRep,
     TrivialRep,
@@ -29,7 +31,7 @@ __all__ = [
     "FiniteGroup", "Group", "GroupElement",
     "E3", "O2", "O3", "SE3", "SO2", "SO3", "expm_skew", "so3_basis",
     "O2Irrep", "O3Irrep", "SO2Irrep", "SO3Irrep", "wigner_D",
-    "DirectSumRep", "MatrixRep", "PermutationRep", "RegularRep", "Rep", "StandardRep",
+    "DefiningRep", "DirectSumRep", "MatrixRep", "PermutationRep", "RegularRep", "Rep", "StandardIrrep", "StandardRep",
     "TensorProductRep", "TrivialRep",
     "BatchSymmetricGroup", "ProductGroup", "FieldsAction", "FieldSpec",
 ]

@@ -3,20 +3,32 @@
 A representation :math:`\\rho: G \\to GL(\\mathbb{R}^M)` satisfies :math:`\\rho(gh) = \\rho(g)\\rho(h)`.
 A :class:`Rep` holds no data: it says what a feature vector *is* (how it transforms), the way e3nn's
 ``Irreps`` and escnn's ``FieldType`` do. Reps are immutable and hashable, so solvers can cache on them.
+
+Two representations are equal when they *are* the same: the same group and the same defining data (an irrep's
+labels, a permutation's images of the generators, a :class:`MatrixRep`'s matrices), never merely the same name.
 """
 
 from __future__ import annotations
 
 import abc
+import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
 from gdl.groups._errors import GroupMismatchError, RepresentationError
+from gdl.groups._finite import SymmetricGroup
 from gdl.groups._group import FiniteGroup, Group, GroupElement
 
-__all__ = ["Rep", "TrivialRep", "StandardRep", "RegularRep", "PermutationRep", "DirectSumRep",
-           "TensorProductRep", "MatrixRep"]
+__all__ = ["Rep", "TrivialRep", "DefiningRep", "StandardIrrep", "StandardRep", "RegularRep", "PermutationRep",
+           "DirectSumRep", "TensorProductRep", "MatrixRep"]
+
+
+def _fingerprint(matrices: Sequence[torch.Tensor]) -> tuple[bytes, ...]:
+    """Hashable form of some float64 matrices, rounded to 1e-9 (so round-off does not split equal reps)."""
+    return tuple((torch.round(torch.as_tensor(m, dtype=torch.float64), decimals=9) + 0.0).numpy().tobytes()
+                 for m in matrices)
 
 
 class Rep(abc.ABC):
@@ -79,20 +91,48 @@ class Rep(abc.ABC):
         """A random feature tensor of shape ``(*batch, dim)``."""
         return torch.randn(*batch, self.dim, dtype=dtype, generator=generator).to(device or "cpu")
 
+    def _test_elements(self, n: int, seed: int) -> list[GroupElement]:
+        """All elements of a finite group with at most 24 of them; otherwise the generators and ``n`` samples."""
+        g_ = self.group
+        if g_.is_finite and g_.order <= 24:
+            return g_.elements()
+        return list(g_.generators()) + list(g_.sample(n, seed))
+
     def homomorphism_error(self, elements: Sequence[GroupElement] | None = None, n: int = 8,
                            seed: int = 0) -> float:
-        """:math:`\\max_{g,h} \\lVert \\rho(gh) - \\rho(g)\\rho(h) \\rVert_\\infty` over the elements
-        (default: all of a group with at most 24 elements, else ``n`` samples), plus the identity error
-        :math:`\\lVert \\rho(e) - I \\rVert_\\infty`."""
+        """The one homomorphism check of gdl (:class:`MatrixRep` and the weight-sharing solver call it):
+
+        .. math::  \\max_{g,h} \\lVert \\rho(gh) - \\rho(g)\\rho(h) \\rVert_\\infty \\;\\text{and}\\;
+                   \\lVert \\rho(e) - I \\rVert_\\infty
+
+        over the pairs of ``elements`` (default: all of a finite group with at most 24 elements, else the
+        generators and ``n`` Haar samples). Also checks that every matrix is ``(dim, dim)``.
+
+        Raises:
+            RepresentationError: a matrix of the wrong shape.
+        """
         if elements is None:
-            g_ = self.group
-            elements = g_.elements() if g_.is_finite and g_.order <= 24 else g_.sample(n, seed)
+            elements = self._test_elements(n, seed)
+        eye = self.matrix(self.group.identity())
+        if tuple(eye.shape) != (self.dim, self.dim):
+            raise RepresentationError(f"{self}: rho(g) must be ({self.dim}, {self.dim}), got {tuple(eye.shape)}")
         mats = [self.matrix(g) for g in elements]
-        err = float((self.matrix(self.group.identity()) - torch.eye(self.dim, dtype=torch.float64))
-                    .abs().max())
+        err = float((eye - torch.eye(self.dim, dtype=torch.float64)).abs().max()) if self.dim else 0.0
         for g, mg in zip(elements, mats):
             for h, mh in zip(elements, mats):
-                err = max(err, float((self.matrix(g * h) - mg @ mh).abs().max()))
+                if self.dim:
+                    err = max(err, float((self.matrix(g * h) - mg @ mh).abs().max()))
+        return err
+
+    def check_homomorphism(self, tolerance: float = 1e-6, n: int = 3, seed: int = 0) -> float:
+        """Raise :class:`RepresentationError` unless :meth:`homomorphism_error` is below ``tolerance`` times the
+        largest matrix entry (at least 1); return the error."""
+        elements = self._test_elements(n, seed)
+        err = self.homomorphism_error(elements)
+        scale = max([1.0] + [float(self.matrix(g).abs().max()) for g in elements[:8] if self.dim])
+        if not err <= tolerance * scale:
+            raise RepresentationError(f"{self} is not a representation of {self.group}: homomorphism error "
+                                      f"max |rho(gh) - rho(g) rho(h)| = {err:.2e} > {tolerance * scale:.0e}")
         return err
 
     def _check_same_group(self, other: Rep) -> None:
@@ -128,16 +168,18 @@ class TrivialRep(Rep):
         return f"Trivial({self.group})" if self.dim == 1 else f"Trivial({self.group}, dim={self.dim})"
 
 
-class StandardRep(Rep):
-    """The defining matrices of a group: 2x2 rotations for :math:`C_n`, rotations and reflections for
-    :math:`D_n`, permutation matrices for :math:`S_n`, 3x3 rotations for SO(3)...
+class DefiningRep(Rep):
+    """The matrices that define a group: 2x2 rotations for :math:`C_n` and SO(2), rotations and reflections for
+    :math:`D_n`, 3x3 rotations for SO(3), 4x4 homogeneous matrices for SE(3), and the :math:`n \\times n`
+    permutation matrices for :math:`S_n` (the *permutation* representation, reducible: trivial
+    :math:`\\oplus` :class:`StandardIrrep`).
 
     The group must provide ``standard_matrix(value)``.
     """
 
     def __init__(self, group: Group):
         if not hasattr(group, "standard_matrix"):
-            raise RepresentationError(f"{group} has no standard (defining) matrix representation")
+            raise RepresentationError(f"{group} has no defining matrix representation")
         self.group = group
         self.dim = int(group.standard_matrix(group.identity().value).shape[0])
 
@@ -151,7 +193,66 @@ class StandardRep(Rep):
         return list(self.group.lie_algebra())
 
     def __repr__(self) -> str:
-        return f"Standard({self.group})"
+        return f"Defining({self.group})"
+
+
+def _sum_zero_basis(n: int) -> torch.Tensor:
+    """An orthonormal basis ``(n, n-1)`` of :math:`\\{x \\in \\mathbb{R}^n : \\sum_i x_i = 0\\}` (Helmert's):
+    column :math:`k` is :math:`(1, \\dots, 1, -k, 0, \\dots, 0)/\\sqrt{k(k+1)}` with :math:`k` ones."""
+    q = torch.zeros(n, n - 1, dtype=torch.float64)
+    for k in range(1, n):
+        q[:k, k - 1] = 1.0
+        q[k, k - 1] = -float(k)
+        q[:, k - 1] /= math.sqrt(k * (k + 1))
+    return q
+
+
+class StandardIrrep(Rep):
+    """The standard representation of :math:`S_n`: the :math:`(n-1)`-dimensional irreducible representation,
+    the permutation matrices restricted to the vectors whose entries sum to zero,
+
+    .. math::  \\rho(\\sigma) = Q^\\top P_\\sigma Q, \\qquad Q \\in \\mathbb{R}^{n \\times (n-1)},\\;
+               Q^\\top Q = I,\\; \\mathbf{1}^\\top Q = 0,
+
+    so that :math:`P_\\sigma \\cong 1 \\oplus \\rho(\\sigma)`; character :math:`\\chi(\\sigma) =
+    \\#\\{\\text{fixed points of } \\sigma\\} - 1`. Orthogonal matrices (Helmert's basis :math:`Q`).
+
+    Args:
+        group: a :class:`~gdl.groups.SymmetricGroup` with :math:`n \\ge 2`.
+    """
+
+    def __init__(self, group: SymmetricGroup):
+        if not isinstance(group, SymmetricGroup) or group.n < 2:
+            raise RepresentationError(f"StandardIrrep is the (n-1)-dimensional irrep of a symmetric group S_n "
+                                      f"with n >= 2, got {group}")
+        self.group, self.dim = group, group.n - 1
+        self._q = _sum_zero_basis(group.n)
+
+    def _key(self):
+        return (self.group,)
+
+    def _matrix(self, value):
+        return self._q.T @ self.group.standard_matrix(value) @ self._q
+
+    def __repr__(self) -> str:
+        return f"StandardIrrep({self.group})"
+
+
+def StandardRep(group: Group) -> DefiningRep:  # noqa: N802 (the old class name, kept for a deprecation period)
+    """Deprecated: ``StandardRep`` is now :class:`DefiningRep` (the group's defining matrices).
+
+    For :math:`S_n` the old name was wrong: the standard representation of :math:`S_n` is the
+    :math:`(n-1)`-dimensional irreducible one (:class:`StandardIrrep`), not the :math:`n`-dimensional
+    permutation matrices (:class:`DefiningRep` or :class:`PermutationRep`), so ``StandardRep(S_n)`` raises.
+    """
+    if isinstance(group, SymmetricGroup):
+        raise RepresentationError(
+            f"StandardRep({group}) is ambiguous and no longer exists: use DefiningRep({group}) or "
+            f"PermutationRep({group}) for the {group.n}x{group.n} permutation matrices, StandardIrrep({group}) for "
+            f"the standard ({group.n - 1}-dimensional irreducible) representation of {group}")
+    warnings.warn("gdl.groups.StandardRep is deprecated; use DefiningRep (the same matrices)", DeprecationWarning,
+                  stacklevel=2)
+    return DefiningRep(group)
 
 
 class RegularRep(Rep):
@@ -198,7 +299,12 @@ class PermutationRep(Rep):
         self.dim = len(perm(group.identity()))
 
     def _key(self):
-        return (self.group, self._perm if self._name is None else self._name, self.dim)
+        # what the representation is: the images of the generators (they determine every rho(g)), not the name
+        key = self.__dict__.get("_key_cache")
+        if key is None:
+            key = (self.group, self.dim, tuple(tuple(self._perm(g)) for g in self.group.generators()))
+            self.__dict__["_key_cache"] = key
+        return key
 
     def _matrix(self, value):
         p = self._perm(GroupElement(self.group, value))
@@ -281,8 +387,10 @@ class TensorProductRep(Rep):
 class MatrixRep(Rep):
     """A representation given by a function ``g -> matrix``, validated on construction.
 
-    Use it for one-off representations; the homomorphism property is checked and a
-    :class:`RepresentationError` raised when it fails.
+    Use it for one-off representations; the homomorphism property is checked (:meth:`Rep.check_homomorphism`)
+    and a :class:`RepresentationError` raised when it fails. Equality and hashing (hence the solver's cache) use
+    the matrices, not ``name``: the generators' matrices, the Lie algebra and a few fixed Haar samples for a
+    continuous group.
     """
 
     def __init__(self, group: Group, fn: Callable[[GroupElement], torch.Tensor], name: str,
@@ -292,13 +400,17 @@ class MatrixRep(Rep):
         if m.ndim != 2 or m.shape[0] != m.shape[1]:
             raise RepresentationError(f"{name}: matrices must be square, got shape {tuple(m.shape)}")
         self.dim = m.shape[0]
-        err = self.homomorphism_error()
-        if err > tolerance:
-            raise RepresentationError(f"{name} is not a representation of {group}: "
-                                      f"homomorphism error {err:.2e} > {tolerance:.0e}")
+        self.check_homomorphism(tolerance, n=8)
 
     def _key(self):
-        return (self.group, self._name, self.dim)
+        key = self.__dict__.get("_key_cache")
+        if key is None:
+            mats = [self.matrix(g) for g in self.group.generators()]
+            if not self.group.is_finite:
+                mats += self.lie_algebra() + [self.matrix(g) for g in self.group.sample(4, seed=12345)]
+            key = (self.group, self.dim, _fingerprint(mats))
+            self.__dict__["_key_cache"] = key
+        return key
 
     def _matrix(self, value):
         return torch.as_tensor(self._fn(GroupElement(self.group, value)), dtype=torch.float64)

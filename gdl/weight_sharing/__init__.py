@@ -18,7 +18,6 @@ from gdl.weight_sharing._layers import EquivariantLinear, EquivariantMLP, Equiva
 from gdl.weight_sharing._solver import (
     METHODS,
     character_dimension,
-    check_representation,
     constraint_pairs,
     constraint_residual,
     equivariant_basis,
@@ -30,6 +29,6 @@ __all__ = [
     "pixel_filter_count_formula", "pixel_filter_rep", "polar_filter_count_formula", "restrict_support",
     "translation_count", "translation_rep",
     "EquivariantLinear", "EquivariantMLP", "EquivariantNonlinearity",
-    "METHODS", "character_dimension", "check_representation", "constraint_pairs", "constraint_residual",
+    "METHODS", "character_dimension", "constraint_pairs", "constraint_residual",
     "equivariant_basis", "invariant_basis",
 ]

@@ -37,7 +37,8 @@ Three methods solve it (``method=``):
     The plain SVD of the stacked constraint matrix, for any (also non-orthogonal) representation with
     :math:`M_{out} M_{in} \\le 2500`. It is the reference the other two are tested against.
 
-``"auto"`` picks the first that applies. Results are cached in memory (never on disk, never at import time).
+``"auto"`` picks the first that applies. Results are cached in memory (never on disk, never at import time), keyed
+on what the representations are (group and defining data, see :class:`~gdl.groups.Rep`), never on their names.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import torch
 from gdl.groups import FiniteGroup, GroupMismatchError, Rep, RepresentationError
 
 __all__ = ["equivariant_basis", "invariant_basis", "character_dimension", "constraint_residual",
-           "constraint_pairs", "METHODS", "check_representation"]
+           "constraint_pairs", "METHODS"]
 
 #: The solver methods; ``"auto"`` chooses among them.
 METHODS = ("auto", "orbits", "block", "dense")
@@ -68,46 +69,6 @@ def _check_pair(rep_in: Rep, rep_out: Rep) -> None:
     if rep_in.group != rep_out.group:
         raise GroupMismatchError(f"rep_in {rep_in} is a representation of {rep_in.group} but rep_out {rep_out} "
                                  f"is a representation of {rep_out.group}; an equivariant map needs one group")
-
-
-def check_representation(rep: Rep, tolerance: float = _HOMOMORPHISM_TOL) -> float:
-    """Refuse matrices that are not a representation; return the measured homomorphism error.
-
-    .. math::  \\max_{g \\in S,\\, h \\in S \\cup T} \\lVert \\rho(gh) - \\rho(g)\\rho(h) \\rVert_\\infty
-               \\;\\text{and}\\; \\lVert \\rho(e) - I \\rVert_\\infty,
-
-    with :math:`S` the generators (or 3 Haar samples for a continuous group) and :math:`T` 3 random elements.
-    This is what the solver relies on: it imposes the constraint on generators only, which is sound only for
-    a homomorphism.
-
-    Raises:
-        RepresentationError: wrong matrix shape, or an error above ``tolerance`` (relative to the matrix size).
-    """
-    group = rep.group
-    eye = rep.matrix(group.identity())
-    if tuple(eye.shape) != (rep.dim, rep.dim):
-        raise RepresentationError(f"{rep}: rho(g) must be ({rep.dim}, {rep.dim}), got {tuple(eye.shape)}")
-    samples = group.sample(3, seed=0)
-    gens = list(group.generators()) or samples
-    cache: dict[int, torch.Tensor] = {}
-
-    def mat(g):
-        key = id(g)
-        if key not in cache:
-            cache[key] = rep.matrix(g)
-        return cache[key]
-
-    err = float((eye - torch.eye(rep.dim, dtype=torch.float64)).abs().max())
-    scale = 1.0
-    for g in gens:
-        mg = mat(g)
-        scale = max(scale, float(mg.abs().max()))
-        for h in gens + samples:
-            err = max(err, float((rep.matrix(g * h) - mg @ mat(h)).abs().max()))
-    if err > tolerance * scale:
-        raise RepresentationError(f"{rep} is not a representation of {group}: homomorphism error "
-                                  f"max |rho(gh) - rho(g) rho(h)| = {err:.2e} > {tolerance * scale:.0e}")
-    return err
 
 
 # --- the constraints -------------------------------------------------------------------------------
@@ -273,8 +234,10 @@ def _choose(discrete, lie) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _solve(rep_in: Rep, rep_out: Rep, method: str) -> torch.Tensor:
-    check_representation(rep_in)
-    check_representation(rep_out)
+    # the constraint is imposed on generators only, which is sound only for a homomorphism: check it (the one
+    # check, Rep.check_homomorphism)
+    rep_in.check_homomorphism(_HOMOMORPHISM_TOL)
+    rep_out.check_homomorphism(_HOMOMORPHISM_TOL)
     discrete, lie = constraint_pairs(rep_in, rep_out)
     chosen = _choose(discrete, lie) if method == "auto" else method
     if chosen == "orbits":
