@@ -39,11 +39,12 @@ from gdl.groups import (
     E3,
     SE3,
     Action,
+    BatchSymmetricGroup,
     CyclicGroup,
     DihedralGroup,
+    FieldsAction,
     Group,
     ImageAction,
-    SymmetricGroup,
     TranslationGroup2D,
     TrivialAction,
 )
@@ -144,6 +145,38 @@ def _steerable():
     return SteerableCNN("C8", 1, (3, 3), kernel_size=5, pool_after=(0,), num_classes=None)
 
 
+def _graphs(edge_dim=None):
+    """A batch of 3 random graphs of 3, 5 and 7 nodes (structured rows of the permutation group)."""
+    def sample(g):
+        from gdl.data.graph_tasks import random_graph_batch
+
+        return random_graph_batch(g, sizes=(3, 5, 7), in_dim=4, edge_dim=edge_dim)
+
+    return sample
+
+
+def _permutations(sample):
+    return BatchSymmetricGroup(sample.sizes)
+
+
+def _gnn():
+    from gdl.nn import GNN
+
+    return GNN(4, 16, 3, num_layers=2, conv="mpnn", edge_dim=2)
+
+
+def _transformer():
+    from gdl.nn import TransformerEncoder
+
+    return TransformerEncoder(4, 16, 3, heads=2, num_layers=2)
+
+
+def _deepsets():
+    from gdl.nn import DeepSets
+
+    return DeepSets(4, 16, 3)
+
+
 ARCHITECTURES: list[Architecture] = [
     Architecture(
         "CNN", "Translation", TranslationGroup2D((8, 8)), "equivariant", "Images",
@@ -163,11 +196,15 @@ ARCHITECTURES: list[Architecture] = [
         "Oriented images", "Feature maps rotate with input", builder=_steerable, sample_input=_images(2, 12),
         module="gdl.nn.steerable", reference="Weiler & Cesa 2019", tolerance=1e-6),
     Architecture(
-        "GNN", "Permutation", SymmetricGroup(5), "equivariant", "Graphs",
-        "Output permutes with node reordering", reference="Gilmer et al. 2017"),
+        "GNN", "Permutation", _permutations, "equivariant", "Graphs",
+        "Output permutes with node reordering", builder=_gnn, sample_input=_graphs(edge_dim=2),
+        in_action=FieldsAction, out_action=lambda G: FieldsAction(G, out="node scalar"),
+        module="gdl.nn.gnn", reference="Gilmer et al. 2017"),
     Architecture(
-        "Transformer", "Permutation (on tokens)", SymmetricGroup(5), "equivariant", "Sequences",
-        "Equivariant (with positional encoding: breaks symmetry)", reference="Vaswani et al. 2017"),
+        "Transformer", "Permutation (on tokens)", _permutations, "equivariant", "Sequences",
+        "Equivariant (with positional encoding: breaks symmetry)", builder=_transformer,
+        sample_input=_graphs(), in_action=FieldsAction, out_action=lambda G: FieldsAction(G, out="node scalar"),
+        module="gdl.nn.transformer", reference="Vaswani et al. 2017"),
     Architecture(
         "SE(3)-Transformer", "Rotation + translation", SE3(), "equivariant", "Molecules, proteins",
         "Equivariant on 3D coordinates", reference="Fuchs et al. 2020"),
@@ -176,8 +213,10 @@ ARCHITECTURES: list[Architecture] = [
         "Invariant energy from invariant features (distances, angles); forces -dE/dx equivariant",
         reference="Schuett et al. 2017; Gasteiger et al. 2020"),
     Architecture(
-        "DeepSets", "Permutation", SymmetricGroup(5), "invariant", "Point clouds, sets",
-        "Invariant to set element ordering", reference="Zaheer et al. 2017"),
+        "DeepSets", "Permutation", _permutations, "invariant", "Point clouds, sets",
+        "Invariant to set element ordering", builder=_deepsets, sample_input=_graphs(), in_action=FieldsAction,
+        out_action=lambda G: FieldsAction(G, out="graph scalar"), module="gdl.nn.deepsets",
+        reference="Zaheer et al. 2017"),
 ]
 
 
