@@ -114,3 +114,110 @@ def test_nequip_product_group_from_batch_sizes():
     sym = atomistic_symmetry(batch)
     assert sym["group"] == ProductGroup(E3(), BatchSymmetricGroup([2, 3]))
     assert isinstance(sym["in_action"], FieldsAction)
+
+
+# --- EGNN and its N-body baselines ------------------------------------------------------------------
+def nbody_batch(sizes=(5, 3, 4), dtype=torch.float64, drop_target=True):
+    from gdl.data.nbody import charged_nbody
+
+    graphs = []
+    for i, n in enumerate(sizes):
+        graphs += charged_nbody(1, n_particles=n, seed=i, burn_in=10, horizon=10, dtype=dtype).graphs()
+    if drop_target:
+        for g in graphs:
+            g.pop("target")
+    return collate(graphs)
+
+
+def point_symmetry(batch, **inputs):
+    G = ProductGroup(E3(), BatchSymmetricGroup(batch.sizes))
+    return {"group": G, "in_action": FieldsAction(G, pos="point", **inputs),
+            "out_action": FieldsAction(G, out="node point")}
+
+
+def egnn(**kw):
+    from gdl.nn.egnn import EGNN
+
+    torch.manual_seed(0)
+    return EGNN(**{"in_features": 1, "hidden": 16, "num_layers": 3, "edge_features": 1, "velocity": True,
+                   "node_features": ("q",), **kw})
+
+
+def test_egnn_coordinates_equivariant(dtype, float_tolerance):
+    batch = nbody_batch(dtype=dtype)
+    report = assert_equivariant(egnn(), batch, dtype=dtype, **point_symmetry(batch, vel="vector"))
+    assert report.worst < float_tolerance and "batch independence" in report.checks
+
+
+def test_egnn_without_velocity_or_edges_float64_round_off():
+    batch = nbody_batch(sizes=(4, 6))
+    batch = collate([{"pos": g["pos"], "q": g["q"]} for g in
+                     [{"pos": batch.pos[batch.batch == b], "q": batch.q[batch.batch == b]} for b in range(2)]])
+    assert batch.edge_index is None                     # fully connected graphs are built inside
+    model = egnn(velocity=False, edge_features=0)
+    report = equivariance_error(model, batch, **point_symmetry(batch))
+    assert report.worst < 1e-12, report
+
+
+def test_egnn_moves_points():
+    batch = nbody_batch()
+    model = egnn().double()
+    for p in model.parameters():                        # larger coordinate steps than the small init
+        torch.nn.init.normal_(p, std=0.3)
+    assert (model(batch) - batch.pos).abs().max() > 1e-3
+
+
+def test_coordinate_gnn_is_only_permutation_equivariant():
+    from gdl.nn.egnn import CoordinateGNN
+
+    batch = nbody_batch()
+    torch.manual_seed(0)
+    model = CoordinateGNN(1, 16, 2, edge_features=1, node_features=("q",))
+    assert not equivariance_error(model, batch, **point_symmetry(batch, vel="vector")).passed
+    S = BatchSymmetricGroup(batch.sizes)
+    report = equivariance_error(model, batch, group=S, in_action=FieldsAction(S),
+                                out_action=FieldsAction(S, out="node scalar"))
+    assert report.passed, report
+
+
+def test_linear_dynamics_equivariant():
+    from gdl.nn.egnn import LinearDynamics
+
+    batch = nbody_batch()
+    model = LinearDynamics()
+    with torch.no_grad():
+        model.tau.fill_(0.7)
+    assert_equivariant(model, batch, **point_symmetry(batch, vel="vector"))
+
+
+def test_egnn_coincident_points_no_nan():
+    pos = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
+    vel = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
+    batch = collate([{"pos": pos, "vel": vel, "q": torch.ones(4, 1, dtype=torch.float64)}])
+    model = egnn(edge_features=0).double()
+    out = model(batch)
+    out.square().sum().backward()
+    grads = [pos.grad, vel.grad] + [p.grad for p in model.parameters()]
+    assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads if g is not None)
+
+
+@pytest.mark.parametrize("change, match", [
+    ("nan", "pos"), ("no_vel", "vel"), ("edge_attr", "edge_attr"), ("features", "in_features")])
+def test_egnn_bad_input_names_the_tensor(change, match):
+    batch = nbody_batch(sizes=(3,), drop_target=True)
+    if change == "nan":
+        batch = batch.replace(pos=batch.pos.clone().fill_(float("nan")))
+    elif change == "no_vel":
+        batch = collate([{"pos": batch.pos, "q": batch.q}])
+    elif change == "edge_attr":
+        batch = batch.replace(edge_attr=torch.zeros(batch.num_edges, 2, dtype=torch.float64))
+    else:
+        batch = batch.replace(q=torch.zeros(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=match):
+        egnn().double()(batch)
+
+
+def test_egnn_small():
+    model = egnn()
+    assert sum(p.numel() for p in model.parameters()) < 50_000
+    assert "EGNNLayer" in repr(model) and "velocity=True" in repr(model)

@@ -12,6 +12,7 @@ from gdl.data.digits import (
 from gdl.data.graph_tasks import from_networkx, hub_graphs, random_graph_batch, relabel_nodes, triangles, wl_pairs
 from gdl.data.graphs import GRAPH_KEYS, GraphBatch, collate, unbatch
 from gdl.data.molecules import MOLECULES, md_trajectory, random_rotations, rotate_atoms
+from gdl.data.nbody import NBodyData, charged_nbody, nbody_splits
 from gdl.data.sets import digit_pool, digit_sets
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "rotate_atoms",
     "from_networkx", "hub_graphs", "random_graph_batch", "relabel_nodes", "triangles", "wl_pairs",
     "digit_pool", "digit_sets",
+    "NBodyData", "charged_nbody", "nbody_splits",
 ]

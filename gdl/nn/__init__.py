@@ -2,9 +2,11 @@
 
 from gdl.nn.cnn import CNN
 from gdl.nn.deepsets import DeepSets, DeepSetsLayer, GRUSetBaseline
+from gdl.nn.egnn import EGNN, CoordinateGNN, EGNNLayer, LinearDynamics
 from gdl.nn.gcnn import GCNN, GroupBatchNorm2d, GroupConv2d, GroupPool, LiftingConv2d
 from gdl.nn.gnn import GNN, AdjacencyMLP, GCNConv, GINConv, MPNNConv
 from gdl.nn.message_passing import MessagePassing, global_pool, scatter, scatter_softmax
+from gdl.nn.nequip import NequIP
 from gdl.nn.steerable import FieldPool, GatedReLU, NormReLU, SteerableCNN, SteerableConv2d
 from gdl.nn.transformer import AttentionMessagePassing, MultiHeadSelfAttention, TransformerEncoder, complete_graph
 
@@ -24,4 +26,5 @@ __all__ = [
     "GNN", "AdjacencyMLP", "GCNConv", "GINConv", "MPNNConv",
     "DeepSets", "DeepSetsLayer", "GRUSetBaseline",
     "AttentionMessagePassing", "MultiHeadSelfAttention", "TransformerEncoder", "complete_graph",
+    "EGNN", "EGNNLayer", "CoordinateGNN", "LinearDynamics", "NequIP",
 ]
