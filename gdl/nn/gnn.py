@@ -40,7 +40,14 @@ def _check_x(x: torch.Tensor, in_dim: int, owner: str, name: str = "x") -> None:
         raise ValueError(f"{owner}: node features {name!r} must have shape (N, {in_dim}), got {got}")
 
 
-class GCNConv(MessagePassing):
+class _Conv(MessagePassing):
+    """PyG-style one-line ``repr``: ``GCNConv(5, 4)``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class GCNConv(_Conv):
     """Graph convolution of `Kipf & Welling, Semi-Supervised Classification with Graph Convolutional Networks
     <https://arxiv.org/abs/1609.02907>`_ (ICLR 2017):
 
@@ -87,7 +94,7 @@ class GCNConv(MessagePassing):
         return f"{self.in_dim}, {self.out_dim}"
 
 
-class GINConv(MessagePassing):
+class GINConv(_Conv):
     """Graph isomorphism network layer of `Xu et al., How Powerful are Graph Neural Networks?
     <https://arxiv.org/abs/1810.00826>`_ (ICLR 2019): as powerful as the 1-WL test, no more.
 
@@ -124,7 +131,7 @@ class GINConv(MessagePassing):
         return f"{self.in_dim}, {self.out_dim}, eps={float(self.eps):g}"
 
 
-class MPNNConv(MessagePassing):
+class MPNNConv(_Conv):
     """Message passing with edge features, in the form of `Gilmer et al., Neural Message Passing for Quantum
     Chemistry <https://arxiv.org/abs/1704.01212>`_ (ICML 2017):
 
