@@ -1,0 +1,37 @@
+"""The exercise grader: master notebooks -> student versions; submissions graded in a sandbox.
+
+Trust split: the questions (public and hidden), the reference solution and the scoring run here, in the
+instructor's process; each submission runs in a separate worker process inside a bubblewrap sandbox (no network,
+read-only system, no access to tests or other submissions, resource limits) and only answers calls with data
+(arrays, numbers; never pickle). See ``exercises/README.md`` for the layout and the commands.
+
+Students check their work with ``check("ex01")`` after running their notebook's test cell.
+"""
+
+from gdl.grading._exercise import (
+    CheckResult,
+    Exercise,
+    LocalSubmission,
+    Question,
+    RemoteSubmission,
+    assert_close,
+    check,
+    find_master,
+    load_exercise,
+    master_paths,
+    questions,
+    run_questions,
+    torch_generator,
+)
+from gdl.grading._grade import find_submissions, grade_folder, grade_submission, gradescope_results, regrade
+from gdl.grading._instructor import generate_student_versions, gradescope_bundle, solutions_page
+from gdl.grading._notebook import student_version
+from gdl.grading._sandbox import ResourceLimits, SandboxUnavailable, Timeouts, sandbox_description
+
+__all__ = [
+    "CheckResult", "Exercise", "LocalSubmission", "Question", "RemoteSubmission", "assert_close", "check",
+    "find_master", "load_exercise", "master_paths", "questions", "run_questions", "torch_generator",
+    "find_submissions", "grade_folder", "grade_submission", "gradescope_results", "regrade",
+    "generate_student_versions", "gradescope_bundle", "solutions_page", "student_version",
+    "ResourceLimits", "SandboxUnavailable", "Timeouts", "sandbox_description",
+]
