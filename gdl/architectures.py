@@ -177,6 +177,44 @@ def _deepsets():
     return DeepSets(4, 16, 3)
 
 
+def _atomistic_sample(g):
+    """A batch of 3 small random molecules (3, 5 and 4 atoms) for the atomistic rows."""
+    from gdl.data import collate
+
+    return collate([{"pos": torch.randn(len(z), 3, generator=g) * 1.2, "z": torch.tensor(z)}
+                    for z in ([8, 1, 1], [6, 1, 1, 1, 1], [7, 1, 1, 1])])
+
+
+def _atomistic_group(sample):
+    """E(3) x (S_3 x S_5 x S_4): one rigid motion for the batch, a relabelling per molecule."""
+    from gdl.groups import ProductGroup
+
+    return ProductGroup(E3(), BatchSymmetricGroup(sample.sizes))
+
+
+def _energy_forces_action(G):
+    return FieldsAction(G, energy="graph scalar", forces="node vector")
+
+
+def _schnet():
+    from gdl.nn.atomistic import EnergyForces
+    from gdl.nn.schnet import SchNet
+
+    return EnergyForces(SchNet(num_types=10, hidden_channels=16, num_filters=16, num_interactions=2,
+                               num_gaussians=16))
+
+
+def _dimenet():
+    from gdl.nn.atomistic import EnergyForces
+    from gdl.nn.dimenet import DimeNetPlusPlus
+
+    model = DimeNetPlusPlus(num_types=10, hidden_channels=16, num_blocks=2, int_emb_size=8, basis_emb_size=4,
+                            out_emb_channels=16)
+    for block in model.output_blocks:        # the paper starts the read-out at zero; the check needs E != 0
+        nn.init.normal_(block.lin.weight, std=0.3)
+    return EnergyForces(model)
+
+
 ARCHITECTURES: list[Architecture] = [
     Architecture(
         "CNN", "Translation", TranslationGroup2D((8, 8)), "equivariant", "Images",
@@ -209,9 +247,16 @@ ARCHITECTURES: list[Architecture] = [
         "SE(3)-Transformer", "Rotation + translation", SE3(), "equivariant", "Molecules, proteins",
         "Equivariant on 3D coordinates", reference="Fuchs et al. 2020"),
     Architecture(
-        "SchNet / DimeNet", "E(3) (Euclidean group)", E3(), "invariant", "Molecular dynamics",
+        "SchNet / DimeNet", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
         "Invariant energy from invariant features (distances, angles); forces -dE/dx equivariant",
+        builder=_schnet, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        out_action=_energy_forces_action, module="gdl.nn.schnet",
         reference="Schuett et al. 2017; Gasteiger et al. 2020"),
+    Architecture(
+        "DimeNet++", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
+        "Invariant energy from distances and angles (directional messages); forces -dE/dx equivariant",
+        builder=_dimenet, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        out_action=_energy_forces_action, module="gdl.nn.dimenet", reference="Gasteiger et al. 2020"),
     Architecture(
         "DeepSets", "Permutation", _permutations, "invariant", "Point clouds, sets",
         "Invariant to set element ordering", builder=_deepsets, sample_input=_graphs(), in_action=FieldsAction,
