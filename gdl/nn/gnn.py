@@ -54,8 +54,10 @@ class GCNConv(_Conv):
     .. math::  x_i' = \\sum_{j \\in \\mathcal{N}(i) \\cup \\{i\\}} \\frac{1}{\\sqrt{\\hat d_i \\hat d_j}}\\, W x_j + b,
                \\qquad \\hat d_i = 1 + |\\mathcal{N}(i)| ,
 
-    i.e. :math:`X' = \\hat D^{-1/2} (A + I) \\hat D^{-1/2} X W^\\top + b`. Parameter names (``lin.weight``,
-    ``bias``) follow PyTorch Geometric's ``GCNConv``, so its weights load with ``load_state_dict``.
+    i.e. :math:`X' = \\hat D^{-1/2} (A + I) \\hat D^{-1/2} X W^\\top + b`. The normalisation factorises, so
+    the layer scales the nodes before and after a plain sum over the edges (no per-edge product). Parameter
+    names (``lin.weight``, ``bias``) follow PyTorch Geometric's ``GCNConv``, so its weights load with
+    ``load_state_dict``; existing self-loops are replaced by one of weight 1, as there.
 
     Args:
         in_dim, out_dim: channels in and out.
@@ -80,15 +82,12 @@ class GCNConv(_Conv):
         _check_x(x, self.in_dim, type(self).__name__)
         n = x.shape[0]
         check_edge_index(edge_index, n)
-        loops = torch.arange(n, device=x.device)
-        ei = torch.cat([edge_index[:, edge_index[0] != edge_index[1]], torch.stack([loops, loops])], dim=1)
-        d_inv_sqrt = degree(ei[1], n, x.dtype).rsqrt()                      # (N,), >= 1 thanks to self-loops
-        norm = d_inv_sqrt[ei[0]] * d_inv_sqrt[ei[1]]                         # (E + N,)
-        out = self.propagate(ei, x=self.lin(x), norm=norm)
+        if bool((edge_index[0] == edge_index[1]).any()):                     # the self-loop is added below
+            edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+        s = (degree(edge_index[1], n, x.dtype) + 1).rsqrt().unsqueeze(-1)      # (N, 1): 1 / sqrt(d_i)
+        h = s * self.lin(x)                                                   # (N, C): W x_j / sqrt(d_j)
+        out = s * (self.propagate(edge_index, x=h) + h)                       # neighbours + self-loop
         return out if self.bias is None else out + self.bias
-
-    def message(self, x_j: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
-        return norm.unsqueeze(-1) * x_j
 
     def extra_repr(self) -> str:
         return f"{self.in_dim}, {self.out_dim}"
