@@ -215,6 +215,42 @@ def _dimenet():
     return EnergyForces(model)
 
 
+def _se3_group(sample):
+    """SE(3) x (S_3 x S_5 x S_4): the SE(3)-Transformer (like the paper) is not reflection-equivariant."""
+    from gdl.groups import ProductGroup
+
+    return ProductGroup(SE3(), BatchSymmetricGroup(sample.sizes))
+
+
+def _se3_transformer():
+    from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
+
+    return EnergyForcesVector(SE3Transformer(num_types=10, channels=4, num_layers=2, cutoff=3.0))
+
+
+def _nequip():
+    from gdl.nn.atomistic import EnergyForces
+    from gdl.nn.nequip import NequIP
+
+    return EnergyForces(NequIP(num_types=10, hidden_irreps="8x0e + 4x1o + 4x1e", num_layers=2, cutoff=3.0))
+
+
+def _nbody_sample(g):
+    """Charged particle systems of 5, 3 and 4 particles (positions, velocities, charges, q_i q_j on edges)."""
+    from gdl.data import collate
+    from gdl.data.nbody import charged_nbody
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+    graphs = [charged_nbody(1, n, seed=seed + n, burn_in=10, horizon=1).graphs()[0] for n in (5, 3, 4)]
+    return collate([{k: v for k, v in d.items() if k != "target"} for d in graphs])
+
+
+def _egnn():
+    from gdl.nn.egnn import EGNN
+
+    return EGNN(in_features=1, hidden=16, num_layers=3, edge_features=1, velocity=True, node_features=("q",))
+
+
 ARCHITECTURES: list[Architecture] = [
     Architecture(
         "CNN", "Translation", TranslationGroup2D((8, 8)), "equivariant", "Images",
@@ -244,8 +280,11 @@ ARCHITECTURES: list[Architecture] = [
         sample_input=_graphs(), in_action=FieldsAction, out_action=lambda G: FieldsAction(G, out="node scalar"),
         module="gdl.nn.transformer", reference="Vaswani et al. 2017"),
     Architecture(
-        "SE(3)-Transformer", "Rotation + translation", SE3(), "equivariant", "Molecules, proteins",
-        "Equivariant on 3D coordinates", reference="Fuchs et al. 2020"),
+        "SE(3)-Transformer", "Rotation + translation", _se3_group, "equivariant", "Molecules, proteins",
+        "Equivariant on 3D coordinates: invariant energy, forces and a vector output rotate with the input",
+        builder=_se3_transformer, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector", vector="graph vector"),
+        module="gdl.nn.se3_transformer", reference="Fuchs et al. 2020"),
     Architecture(
         "SchNet / DimeNet", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
         "Invariant energy from invariant features (distances, angles); forces -dE/dx equivariant",
@@ -257,6 +296,17 @@ ARCHITECTURES: list[Architecture] = [
         "Invariant energy from distances and angles (directional messages); forces -dE/dx equivariant",
         builder=_dimenet, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
         out_action=_energy_forces_action, module="gdl.nn.dimenet", reference="Gasteiger et al. 2020"),
+    Architecture(
+        "NequIP-style", "E(3) (Euclidean group)", _atomistic_group, "equivariant", "Molecular dynamics",
+        "Equivariant features (e3nn irreps, tensor products); invariant energy, forces -dE/dx equivariant",
+        builder=_nequip, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        out_action=_energy_forces_action, module="gdl.nn.nequip", reference="Batzner et al. 2022"),
+    Architecture(
+        "EGNN", "E(n) (Euclidean group) + permutation", _atomistic_group, "equivariant", "Point clouds, N-body",
+        "Coordinates (and velocities) rotate, reflect and translate with the input; features invariant",
+        builder=_egnn, sample_input=_nbody_sample, in_action=lambda G: FieldsAction(G, pos="point", vel="vector"),
+        out_action=lambda G: FieldsAction(G, out="node point"), module="gdl.nn.egnn",
+        reference="Satorras et al. 2021"),
     Architecture(
         "DeepSets", "Permutation", _permutations, "invariant", "Point clouds, sets",
         "Invariant to set element ordering", builder=_deepsets, sample_input=_graphs(), in_action=FieldsAction,

@@ -221,3 +221,86 @@ def test_egnn_small():
     model = egnn()
     assert sum(p.numel() for p in model.parameters()) < 50_000
     assert "EGNNLayer" in repr(model) and "velocity=True" in repr(model)
+
+
+# --- SE(3)-Transformer -------------------------------------------------------------------------------
+def se3t(**kw):
+    from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
+
+    torch.manual_seed(0)
+    return EnergyForcesVector(SE3Transformer(**{"channels": 4, "num_layers": 2, "cutoff": 3.0, **kw}))
+
+
+def rigid_symmetry(batch, geometric):
+    G = ProductGroup(geometric, BatchSymmetricGroup(batch.sizes))
+    return {"group": G, "in_action": FieldsAction(G, pos="point"),
+            "out_action": FieldsAction(G, energy="graph scalar", forces="node vector", vector="graph vector")}
+
+
+def test_se3_transformer_equivariant_under_se3(dtype, float_tolerance):
+    from gdl.groups import SE3
+
+    batch = molecules(dtype=dtype)
+    report = assert_equivariant(se3t(), batch, dtype=dtype, **rigid_symmetry(batch, SE3()))
+    assert set(report.field_errors) == {"energy", "forces", "vector"}
+
+
+def test_se3_transformer_is_chiral_without_parity():
+    """The paper's model (cross-product path, no parity) is not reflection-equivariant: mirror images differ."""
+    batch = molecules()
+    report = equivariance_error(se3t(), batch, **rigid_symmetry(batch, E3()))
+    assert not report.passed and report.worst > 1e-4
+
+
+def test_se3_transformer_with_parity_is_e3_equivariant_to_round_off():
+    batch = molecules(sizes=(4, 6, 3))
+    report = equivariance_error(se3t(parity=True), batch, **rigid_symmetry(batch, E3()))
+    assert report.worst < 1e-12, report
+
+
+def test_float32_model_cast_to_float64_has_exact_clebsch_gordan():
+    from e3nn import o3
+
+    model = se3t().double()
+    found = 0
+    for name, buf in model.named_buffers():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("_w3j_"):
+            l1, l2, l3 = (int(v) for v in leaf[5:].split("_"))
+            assert torch.equal(buf, o3.wigner_3j(l1, l2, l3, dtype=torch.float64))
+            found += 1
+    assert found > 0
+
+
+def test_se3_transformer_attention_sums_to_one(monkeypatch):
+    """The attention weights of every node's incoming edges form a probability distribution (per head)."""
+    from gdl.nn import se3_transformer as mod
+    from gdl.nn.message_passing import scatter_sum
+
+    weights = []
+    softmax = mod.scatter_softmax
+    monkeypatch.setattr(mod, "scatter_softmax", lambda *a: weights.append(softmax(*a)) or weights[-1])
+    layer = mod.SE3AttentionLayer("4x0e", "4x0e + 4x1e", "4x0e + 4x1e", "0e + 1e + 2e", heads=2).double()
+    edge_index = torch.tensor([[1, 2, 0, 2], [0, 0, 1, 1]])
+    g = torch.Generator().manual_seed(0)
+    layer(torch.randn(3, 4, generator=g, dtype=torch.float64), edge_index,
+          torch.randn(4, 9, generator=g, dtype=torch.float64), torch.randn(4, 8, generator=g, dtype=torch.float64))
+    alpha, = weights                                                   # (E, H)
+    assert alpha.shape == (4, 2) and bool((alpha > 0).all())
+    torch.testing.assert_close(scatter_sum(alpha, edge_index[1], 3)[:2], torch.ones(2, 2, dtype=torch.float64))
+
+
+def test_se3_transformer_bad_input_and_heads():
+    from gdl.nn.se3_transformer import SE3AttentionLayer
+
+    with pytest.raises(ValueError, match="divisible by heads"):
+        SE3AttentionLayer("4x0e", "3x0e + 3x1e", "4x0e", "0e + 1e", heads=2)
+    batch = molecules(sizes=(3,))
+    with pytest.raises(ValueError, match="z"):
+        se3t().double()(batch.replace(z=torch.tensor([1, 6, 500])))
+
+
+def test_se3_transformer_small():
+    model = se3t()
+    assert sum(p.numel() for p in model.parameters()) < 50_000
+    assert "SE3AttentionLayer" in repr(model) and "heads=2" in repr(model)

@@ -33,7 +33,7 @@ from torch import nn
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
 
-__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "InteractionBlock", "NequIP"]
+__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "InteractionBlock", "NequIP", "ExactClebschGordan"]
 
 
 def _e3nn():
@@ -108,6 +108,26 @@ class EdgeGeometry(nn.Module):
         return r, sh, basis
 
 
+class ExactClebschGordan:
+    """Mixin for modules holding e3nn tensor products: after every ``.to(...)``/``.double()`` the Clebsch-Gordan
+    buffers (``_w3j_l1_l2_l3``) are recomputed from e3nn's float64 table in the new dtype.
+
+    A model built in float32 and then cast to float64 would otherwise keep float32-rounded coefficients, which are
+    not exactly equivariant (relative errors of about 1e-9 instead of 1e-15 in float64 checks).
+    """
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        o3, _ = _e3nn()
+        with torch.no_grad():
+            for name, buf in self.named_buffers():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf.startswith("_w3j_") and buf.is_floating_point():
+                    l1, l2, l3 = (int(v) for v in leaf[len("_w3j_"):].split("_"))
+                    buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(buf.dtype))
+        return out
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -128,7 +148,7 @@ def _gate(irreps_out):
     return gate, gate.irreps_in
 
 
-class InteractionBlock(MessagePassing):
+class InteractionBlock(ExactClebschGordan, MessagePassing):
     """One NequIP interaction: linear, edge tensor product with radial weights, sum over neighbours, linear,
     gate, plus a linear self-connection (residual).
 
