@@ -26,10 +26,11 @@ from gdl.grading._exercise import (
 from gdl.grading._grade import find_submissions, grade_folder, grade_submission, gradescope_results, regrade
 from gdl.grading._instructor import generate_student_versions, gradescope_bundle, solutions_page
 from gdl.grading._notebook import student_version
+from gdl.grading._protocol import Build
 from gdl.grading._sandbox import ResourceLimits, SandboxUnavailable, Timeouts, sandbox_description
 
 __all__ = [
-    "CheckResult", "Exercise", "LocalSubmission", "Question", "RemoteSubmission", "assert_close", "check",
+    "Build", "CheckResult", "Exercise", "LocalSubmission", "Question", "RemoteSubmission", "assert_close", "check",
     "find_master", "load_exercise", "master_paths", "questions", "run_questions", "torch_generator",
     "find_submissions", "grade_folder", "grade_submission", "gradescope_results", "regrade",
     "generate_student_versions", "gradescope_bundle", "solutions_page", "student_version",

@@ -124,7 +124,8 @@ class LocalSubmission(_Proxy):
         a = _to_torch(decode_value(desc, arrays, builders=self.builders))
         kw = {k: _to_torch(decode_value(v, arrays, builders=self.builders)) for k, v in kdesc.items()}
         try:
-            value = fn(*a, **kw)
+            with torch.enable_grad():      # as in the worker, whatever context the question runs in
+                value = fn(*a, **kw)
         except Exception as e:  # noqa: BLE001
             raise StudentError(short(f"{type(e).__name__}: {e}")) from None
         out: list = []
@@ -182,8 +183,10 @@ def load_exercise(master: str | Path, reference: bool = True) -> Exercise:
     if reference:
         _exec_cells(code_cells(nb, without_tags=set(NOT_TESTS)), ref_ns, f"{master.name} reference")
     _REGISTRY.pop(ex, None)
-    _exec_cells(code_cells(nb, with_tags={"public-tests", "hidden-tests"}), {"__name__": f"gdl_tests_{ex}"},
-                f"{master.name} tests")
+    # the questions see what they would see in the notebook: the untagged set-up cells (imports), then the test
+    # cells; never the solution cells
+    _exec_cells(code_cells(nb, without_tags={"solution", "solution-only", "check", "colab"}),
+                {"__name__": f"gdl_tests_{ex}"}, f"{master.name} tests")
     qs = list(_REGISTRY.pop(ex, {}).values())
     if not qs:
         raise ValueError(f"{master}: defines no questions for exercise {ex!r}")

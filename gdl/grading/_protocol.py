@@ -25,6 +25,18 @@ import numpy as np
 DTYPES = {"float64", "float32", "int64", "int32", "bool", "uint8"}
 
 
+@dataclass(frozen=True)
+class Build:
+    """An argument the worker builds from the public catalogue: ``Build("set_model", lam, gam, bias, w)``."""
+
+    name: str
+    args: tuple = ()
+
+    def __init__(self, name: str, *args):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
+
+
 class ProtocolError(Exception):
     """The other side sent something that is not a well-formed, within-limits message."""
 
@@ -104,6 +116,8 @@ def encode_value(value: Any, arrays: list, depth: int = 0, limits: Limits = Limi
         raise ProtocolError("value nested too deeply")
     if value is None:
         return {"none": 1}
+    if isinstance(value, Build):
+        return {"build": value.name, "args": [encode_value(a, arrays, depth + 1, limits) for a in value.args]}
     if isinstance(value, (bool, np.bool_)):
         return {"b": bool(value)}
     if isinstance(value, (int, float, np.integer, np.floating)):
