@@ -150,12 +150,18 @@ class GRUSetBaseline(nn.Module):
     linear head on the last hidden state, :math:`y = W h_n + c`, :math:`h_t = \\mathrm{GRU}(h_{t-1},
     \\mathrm{MLP}(x_t))`. Not permutation invariant.
 
+    Args:
+        in_dim, hidden, out_dim: channels of the elements, of the GRU, of the output.
+        scale: multiplies the output (default 1). The hidden state is bounded (:math:`|h| < 1`), so targets of
+            size ~50 would need head weights of that size, which Adam reaches only slowly; set ``scale`` to the
+            typical size of the target instead.
+
     Shapes: as :class:`DeepSets`: -> (B, out_dim) or (B,) for ``out_dim == 1``.
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, scale: float = 1.0):
         super().__init__()
-        self.in_dim, self.out_dim = in_dim, out_dim
+        self.in_dim, self.out_dim, self.scale = in_dim, out_dim, float(scale)
         self.embed = nn.Sequential(mlp(in_dim, hidden, hidden), nn.ReLU())
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, out_dim)
@@ -172,8 +178,11 @@ class GRUSetBaseline(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(self.embed(x), lengths.cpu(), batch_first=True,
                                                    enforce_sorted=False)
         _, h = self.gru(packed)                                                      # (1, B, hidden)
-        out = self.head(h[0])
+        out = self.scale * self.head(h[0])
         return out.squeeze(-1) if self.out_dim == 1 else out
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:g}"
 
 
 def _padded(x: torch.Tensor, batch: torch.Tensor, num_sets: int) -> tuple[torch.Tensor, torch.Tensor]:
