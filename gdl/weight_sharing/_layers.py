@@ -82,27 +82,29 @@ class EquivariantLinear(nn.Module):
             if self.bias is not None:
                 self.bias.zero_()
 
-    def _cast(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """The float64 basis ``t`` on ``like``'s device and in its dtype, cached per (device, dtype): the basis
-        is a constant, so converting it once instead of at every forward pass saves most of a small layer's time."""
+    def _cast(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The float64 basis ``self.<name>`` on ``like``'s device and in its dtype, cached per (device, dtype): the
+        basis is a constant, so converting it once instead of at every forward pass saves most of a small layer's
+        time."""
+        t = getattr(self, name)
         if t.device == like.device and t.dtype == like.dtype:
             return t
         cache = self.__dict__.setdefault("_device_cache", {})
-        key = (id(t), str(like.device), like.dtype)
+        key = (name, str(like.device), like.dtype)
         if key not in cache:
             cache[key] = t.to(device=like.device, dtype=like.dtype)
         return cache[key]
 
     def weight_matrix(self) -> torch.Tensor:
         """:math:`W = \\sum_k \\theta_k B_k`, shape ``(M_out, M_in)``."""
-        basis = self._cast(self._basis, self.weight)                                   # (D, M_out, M_in)
+        basis = self._cast("_basis", self.weight)                                   # (D, M_out, M_in)
         return (self.weight @ basis.flatten(1)).view(basis.shape[1:])
 
     def bias_vector(self) -> torch.Tensor | None:
         """:math:`b = \\sum_l \\beta_l c_l`, shape ``(M_out,)`` (``None`` without bias)."""
         if self.bias is None:
             return None
-        return self.bias @ self._cast(self._bias_basis, self.bias)
+        return self.bias @ self._cast("_bias_basis", self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.rep_in)
