@@ -166,7 +166,8 @@ class WorkerSession:
     lists) or raises :class:`StudentError`, :class:`CallTimeout`, :class:`WorkerCrashed`,
     :class:`SubmissionTimeout` or :class:`~gdl.grading._protocol.ProtocolError`."""
 
-    MAX_STARTS = 4
+    MAX_FAILED_STARTS = 4      # starts that die or hang inside the notebook's cells
+    MAX_STARTS = 40            # all starts (a restart follows every timed-out or crashed call)
 
     def __init__(self, notebook: Path, *, unsafe: bool = False, timeouts: Timeouts = Timeouts(),
                  limits: ResourceLimits = ResourceLimits()):
@@ -176,7 +177,7 @@ class WorkerSession:
         self.skip: set[int] = set()
         self.cells: dict[int, dict] = {}
         self.notebook_error: str | None = None
-        self.starts = 0
+        self.starts = self.failed_starts = 0
         self.proc: subprocess.Popen | None = None
         self._scratch: str | None = None
         self._next_id = 0
@@ -191,7 +192,7 @@ class WorkerSession:
                 "--skip", ",".join(map(str, sorted(self.skip)))]
         cpu = int(self.timeouts.submission) + 10
         if self.unsafe:
-            cmd, env, cwd = [sys.executable, "-I", "-m", "gdl.grading._worker", *argv], \
+            cmd, env, cwd = [sys.executable, "-I", "-m", "gdl.grading._worker", *argv, "--keep-user"], \
                 _worker_env(self._scratch), self._scratch
         else:
             cmd, env, cwd = _sandbox_command(self._scratch, argv), {"PATH": "/usr/bin:/bin"}, self._scratch
@@ -235,12 +236,12 @@ class WorkerSession:
     def _get(self, timeout: float):
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise SubmissionTimeout(f"the submission used up its {self.timeouts.submission:.0f} s")
+            raise SubmissionTimeout(f"the submission used up its {self.timeouts.submission:g} s")
         try:
             item = self._queue.get(timeout=min(timeout, left))
         except queue.Empty:
             if time.monotonic() >= self.deadline:
-                raise SubmissionTimeout(f"the submission used up its {self.timeouts.submission:.0f} s") from None
+                raise SubmissionTimeout(f"the submission used up its {self.timeouts.submission:g} s") from None
             raise CallTimeout from None
         if isinstance(item, ProtocolError):
             raise item
@@ -251,7 +252,7 @@ class WorkerSession:
     def _ensure_started(self) -> None:
         """Run the notebook's cells (once per start), skipping cells that hung or killed an earlier start."""
         while self.proc is None:
-            if self.starts >= self.MAX_STARTS:
+            if self.failed_starts >= self.MAX_FAILED_STARTS or self.starts >= self.MAX_STARTS:
                 raise WorkerCrashed(f"the notebook was restarted {self.starts} times and still breaks the worker")
             self._spawn()
             current = None
@@ -277,11 +278,12 @@ class WorkerSession:
                 raise
             except (CallTimeout, WorkerCrashed, ProtocolError) as e:
                 self.kill()
+                self.failed_starts += 1
                 if current is None:   # died or hung outside any cell: nothing to skip, give up
                     raise WorkerCrashed(f"the worker failed while starting: {type(e).__name__}") from None
                 what = "timed out" if isinstance(e, CallTimeout) else \
                     "broke the protocol" if isinstance(e, ProtocolError) else "crashed the worker"
-                limit = f" after {self.timeouts.cell:.0f} s" if isinstance(e, CallTimeout) else ""
+                limit = f" after {self.timeouts.cell:g} s" if isinstance(e, CallTimeout) else ""
                 self.cells[current] = {"index": current, "status": "killed",
                                        "message": f"cell {current} {what}{limit}; it was skipped"}
                 self.skip.add(current)
@@ -303,7 +305,7 @@ class WorkerSession:
                     break
         except CallTimeout:
             self.kill()
-            raise CallTimeout(f"{fn}() did not return within {self.timeouts.call:.0f} s") from None
+            raise CallTimeout(f"{fn}() did not return within {self.timeouts.call:g} s") from None
         except (WorkerCrashed, BrokenPipeError, OSError) as e:
             self.kill()
             raise WorkerCrashed(f"the worker died during {fn}() ({type(e).__name__})") from None

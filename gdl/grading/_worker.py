@@ -50,6 +50,7 @@ def _drop_privileges() -> None:
 def main(argv: list[str]) -> None:
     path = argv[0]
     skip = {int(i) for i in argv[2].split(",") if i} if len(argv) > 2 and argv[1] == "--skip" else set()
+    keep_user = "--keep-user" in argv     # --unsafe runs: outside the sandbox, nobody could not read the stdlib
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDWR)
@@ -57,7 +58,8 @@ def main(argv: list[str]) -> None:
         os.dup2(null, fd)
     os.set_inheritable(proto_in.fileno(), False)
     os.set_inheritable(proto_out.fileno(), False)
-    _drop_privileges()
+    if not keep_user:
+        _drop_privileges()
 
     from gdl.grading._protocol import ProtocolError, decode_value, encode_value, read_message, write_message
 
