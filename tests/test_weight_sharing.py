@@ -411,3 +411,41 @@ def test_polar_rep_is_exact_for_any_angle_and_matches_the_grid_for_quarter_turns
     rep4, action = PolarFilterRep(d4, 7), ImageAction(d4)
     for h in d4.elements():
         assert torch.allclose(action(h, rep4.images(c)[None]), rep4.images(rep4.matrix(h) @ c)[None], atol=1e-12)
+
+
+# --- the book's chapter 4: group convolutions and steerable kernels are solutions of the constraint ---------------
+def test_so2_kernels_between_field_types_keep_frequencies_n_minus_m_and_n_plus_m():
+    plane = PolarFilterRep(SO2(), 7)
+    for m, n in [(0, 0), (0, 1), (1, 1), (1, 2), (2, 3)]:
+        basis = equivariant_basis(SO2Irrep(m), plane.tensor(SO2Irrep(n)))
+        basis = basis.reshape(len(basis), plane.dim, SO2Irrep(n).dim, SO2Irrep(m).dim)
+        used = {plane.terms[i][1] for i in range(plane.dim) if basis[:, i].abs().max() > 1e-9}
+        per = 1 if m == n == 0 else 2
+        expected = sum(per for j in range(plane.radius + 1) for s in {abs(n - m), n + m}
+                       if s <= plane.max_frequency(j))
+        assert used == {abs(n - m), n + m} and len(basis) == expected
+
+
+def test_p4_group_convolution_is_the_local_solution_for_regular_fields():
+    from gdl.groups import P4
+    from gdl.nn.gcnn import GroupConv2d
+
+    side, c4 = 3, CyclicGroup(4)
+    p4 = P4(side)
+    act = ImageAction(p4, fiber=RegularRep(c4))
+
+    def permutation(g):
+        landed = act(g, torch.arange(4 * side * side, dtype=torch.float64).reshape(1, 4, side, side)).flatten().long()
+        p = [0] * len(landed)
+        for j, i in enumerate(landed.tolist()):
+            p[i] = j
+        return tuple(p)
+
+    rep = PermutationRep(p4, permutation=permutation, name="p4 fields")
+    basis = equivariant_basis(rep, rep)              # on a 3x3 periodic grid every map is local (3x3 filter)
+    layer = GroupConv2d(1, 1, 3, group="p4", bias=False, padding_mode="circular").double()
+    with torch.no_grad():
+        matrix = layer(torch.eye(rep.dim, dtype=torch.float64).reshape(-1, 4, side, side)).flatten(1).T
+    coeffs = torch.einsum("dij,ij->d", basis, matrix)
+    assert basis.shape[0] == layer.weight.numel() == 4 * side * side
+    assert (matrix - torch.einsum("d,dij->ij", coeffs, basis)).abs().max() < 1e-12
