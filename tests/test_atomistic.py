@@ -158,3 +158,22 @@ def test_check_atoms_names_the_tensor():
         check_atoms(GraphBatch({"pos": pos}))
     with pytest.raises(ValueError, match="must return one energy per system"):
         EnergyForces(lambda b: b.pos.sum(-1))(atoms_batch(pos, z))
+
+
+def test_coordinate_mlp_is_translation_but_not_rotation_invariant():
+    from gdl.nn.atomistic import CoordinateMLP, energy_mae, force_mae
+    from gdl.testing import equivariance_error
+
+    torch.manual_seed(0)
+    model = EnergyForces(CoordinateMLP(3)).double()
+    batch = collate([{"pos": torch.randn(3, 3, dtype=torch.float64), "z": torch.tensor([8, 1, 1])}
+                     for _ in range(4)])
+    out = model(batch)
+    shifted = model(batch.replace(pos=batch.pos + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)))
+    torch.testing.assert_close(out["energy"], shifted["energy"])
+    report = equivariance_error(model, batch, **atomistic_symmetry(batch))
+    assert report.worst > 1e-3, "an MLP on coordinates is not rotation invariant"
+    target = batch.replace(energy=out["energy"].detach() + 1.0, forces=out["forces"].detach())
+    assert float(energy_mae(out, target)) == pytest.approx(1.0) and float(force_mae(out, target)) == 0.0
+    with pytest.raises(ValueError, match="built for molecules of 3 atoms, got sizes \\[5\\]"):
+        model(collate([{"pos": torch.randn(5, 3, dtype=torch.float64), "z": torch.ones(5, dtype=torch.long)}]))

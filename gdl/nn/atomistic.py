@@ -37,8 +37,8 @@ from gdl.data.graphs import GraphBatch
 from gdl.nn.message_passing import scatter_mean, scatter_sum
 from gdl.nn.neighbours import edge_vectors, radius_graph
 
-__all__ = ["atoms_batch", "check_atoms", "neighbour_edges", "EnergyForces", "PairEnergy", "energy_statistics",
-           "energy_force_loss", "atomistic_symmetry", "MAX_Z"]
+__all__ = ["atoms_batch", "check_atoms", "neighbour_edges", "EnergyForces", "PairEnergy", "CoordinateMLP",
+           "energy_statistics", "energy_force_loss", "energy_mae", "force_mae", "atomistic_symmetry", "MAX_Z"]
 
 #: Default size of atom-type embeddings: atomic numbers 0..99.
 MAX_Z = 100
@@ -211,6 +211,49 @@ class PairEnergy(nn.Module):
         e = a[batch.z[i], batch.z[j]].to(dist.dtype) * torch.exp(-dist**2)
         energy = 0.5 * scatter_sum(e, batch.batch[i], batch.num_graphs)
         return {"energy": energy, "charges": self.charge[batch.z].to(dist.dtype)}
+
+
+class CoordinateMLP(nn.Module):
+    """The baseline with no symmetry built in: an MLP on the raw Cartesian coordinates of a molecule with a fixed
+    number of atoms in a fixed order, :math:`\\hat E = \\mathrm{MLP}(x_1 - \\bar x, \\dots, x_n - \\bar x)`.
+
+    Centring makes it translation invariant (so what it gets wrong under rotations is rotations alone); it is
+    neither rotation nor permutation invariant. Forces come from :class:`EnergyForces` like any other energy model.
+
+    Args:
+        num_atoms: ``n``, atoms per molecule (every system of the batch must have it).
+        hidden: width of the hidden layers (SiLU, smooth, so forces are continuous).
+        num_layers: number of hidden layers.
+    """
+
+    def __init__(self, num_atoms: int, hidden: int = 64, num_layers: int = 2):
+        super().__init__()
+        self.num_atoms = num_atoms
+        sizes = [3 * num_atoms] + [hidden] * num_layers
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), nn.SiLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        check_atoms(batch, who="CoordinateMLP")
+        if any(n != self.num_atoms for n in batch.sizes):
+            raise ValueError(f"CoordinateMLP was built for molecules of {self.num_atoms} atoms, got sizes "
+                             f"{sorted(set(batch.sizes))}")
+        pos = batch.pos.reshape(batch.num_graphs, self.num_atoms, 3)           # (B, n, 3)
+        pos = pos - pos.mean(1, keepdim=True)
+        return self.net(pos.flatten(1)).squeeze(-1)                             # (B,)
+
+
+def energy_mae(output: dict[str, torch.Tensor], batch: GraphBatch) -> torch.Tensor:
+    """Mean absolute energy error per system, :math:`\\tfrac1B \\sum_b |\\hat E_b - E_b|` (a metric for
+    :func:`gdl.training.evaluate`)."""
+    return (output["energy"] - batch.energy).abs().mean()
+
+
+def force_mae(output: dict[str, torch.Tensor], batch: GraphBatch) -> torch.Tensor:
+    """Mean absolute error of the force components, :math:`\\tfrac{1}{3N} \\sum_{i,a} |\\hat F_{ia} - F_{ia}|`."""
+    return (output["forces"] - batch.forces).abs().mean()
 
 
 def energy_statistics(batch: GraphBatch) -> dict[str, float]:
