@@ -33,7 +33,8 @@ from torch import nn
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
 
-__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "InteractionBlock", "NequIP", "ExactClebschGordan"]
+__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "InteractionBlock", "NequIP", "ExactClebschGordan",
+           "exact_clebsch_gordan_"]
 
 
 def _e3nn():
@@ -108,23 +109,31 @@ class EdgeGeometry(nn.Module):
         return r, sh, basis
 
 
-class ExactClebschGordan:
-    """Mixin for modules holding e3nn tensor products: after every ``.to(...)``/``.double()`` the Clebsch-Gordan
-    buffers (``_w3j_l1_l2_l3``) are recomputed from e3nn's float64 table in the new dtype.
+def exact_clebsch_gordan_(module: nn.Module) -> nn.Module:
+    """Overwrite every e3nn Clebsch-Gordan buffer (``_w3j_l1_l2_l3``) of ``module`` with e3nn's float64 table
+    cast to the buffer's dtype; returns ``module``.
 
-    A model built in float32 and then cast to float64 would otherwise keep float32-rounded coefficients, which are
-    not exactly equivariant (relative errors of about 1e-9 instead of 1e-15 in float64 checks).
+    e3nn stores the coefficients in the dtype the module was *built* in. A module built in float32 and cast to
+    float64 keeps float32-rounded coefficients, which are equivariant only to about 1e-8 (relative) instead of
+    float64 round-off.
     """
+    o3, _ = _e3nn()
+    with torch.no_grad():
+        for name, buf in module.named_buffers():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith("_w3j_") and buf.is_floating_point():
+                l1, l2, l3 = (int(v) for v in leaf[len("_w3j_"):].split("_"))
+                buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(buf.dtype))
+    return module
+
+
+class ExactClebschGordan:
+    """Mixin for modules holding e3nn tensor products: :func:`exact_clebsch_gordan_` after every ``.to(...)``,
+    ``.double()``, ``.float()``, so a float32 model cast to float64 is equivariant to float64 round-off."""
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
-        o3, _ = _e3nn()
-        with torch.no_grad():
-            for name, buf in self.named_buffers():
-                leaf = name.rsplit(".", 1)[-1]
-                if leaf.startswith("_w3j_") and buf.is_floating_point():
-                    l1, l2, l3 = (int(v) for v in leaf[len("_w3j_"):].split("_"))
-                    buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(buf.dtype))
+        exact_clebsch_gordan_(self)
         return out
 
 
