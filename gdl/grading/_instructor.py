@@ -9,7 +9,7 @@ import stat
 import zipfile
 from pathlib import Path
 
-from gdl.grading._notebook import exercise_id, read_notebook, source, student_version, tags, write_notebook
+from gdl.grading._notebook import BEGIN, END, exercise_id, read_notebook, source, student_version, tags, write_notebook
 
 __all__ = ["generate_student_versions", "gradescope_bundle", "solutions_page"]
 
@@ -92,6 +92,9 @@ Worked solutions follow each statement behind a toggle: try first, then compare.
 """
 
 
+_COLAB = "https://colab.research.google.com/github/gdl-course/gdl/blob/main"
+
+
 def _demote(md: str) -> str:
     """Headings of a notebook one level down (the page has one title)."""
     return "\n".join("#" + line if line.startswith("#") else line for line in md.splitlines())
@@ -112,14 +115,16 @@ def solutions_page(masters: str | Path) -> str:
                 continue
             if c["cell_type"] == "markdown":
                 (solution_md if t & {"solution", "solution-only"} else statement).append(_demote(text))
-            elif "solution" in t:
-                solution_code.append(text)
+            elif t & {"solution", "solution-only"}:
+                markers = (BEGIN.match(ln) or END.match(ln) for ln in text.splitlines())
+                solution_code.append("\n".join(ln for ln, m in zip(text.splitlines(), markers) if not m))
         parts.append("\n\n".join(statement))
         body = "\n\n".join(solution_md)
         code = "\n\n".join(solution_code)
         parts.append(f":::{{admonition}} Worked solution ({ex})\n:class: dropdown\n\n{body}\n\n"
                      f"```python\n{code}\n```\n:::")
-        parts.append(f"The notebook: `exercises/student/{m.name}`.")
+        parts.append(f"The notebook: `exercises/student/{m.name}` "
+                     f"([open it in Colab]({_COLAB}/exercises/student/{m.name})).")
     return "\n\n".join(parts).rstrip() + "\n"
 
 
