@@ -10,6 +10,8 @@ Each page is loaded once (``visit``); the tests then check, page by page:
 * no asset is requested from outside localhost, and MathJax itself comes from the site;
 * every maths element is typeset by MathJax (the intro and every chapter must have maths);
 * every image loaded (``naturalWidth > 0``) and every image output of the executed notebook is shown;
+* no page shows a line of raw Markdown table syntax (``| a | b |`` or ``|---|---|``) outside code cells, and
+  the architectures page shows a real ``<table>`` with one row per ``gdl.architectures.ARCHITECTURES`` entry;
 * chapter pages carry a Colab button pointing at their committed ``book/<name>.ipynb``;
 * every same-site link resolves to a built file (and to its ``#anchor`` when it has one).
 
@@ -158,6 +160,8 @@ class Visit:
     hrefs: list[str] = field(default_factory=list)
     bib_entries: int = 0
     citations: list[str] = field(default_factory=list)
+    reader_text: str = ""                                           # what a reader reads: no code cell inputs
+    tables: list[dict] = field(default_factory=list)               # {"header": [...], "rows": n}
 
 
 _VISITS: dict[str, Visit] = {}
@@ -180,6 +184,18 @@ COLLECT_JS = """() => {
     hrefs: [...document.querySelectorAll('a[href]')].map(a => a.href),
     bib_entries: main.querySelectorAll('[role="doc-biblioentry"]').length,
     citations: [...main.querySelectorAll('.bibtex-citation a[href]')].map(a => a.href),
+    reader_text: (() => {
+      // the page as read: prose and cell outputs; code cell inputs and code blocks in prose are code, not text
+      const clone = main.cloneNode(true);
+      clone.querySelectorAll('.cell_input, script, style, mjx-container').forEach(e => e.remove());
+      clone.querySelectorAll('pre').forEach(e => { if (!e.closest('.cell_output')) e.remove(); });
+      return clone.textContent;
+    })(),
+    tables: [...main.querySelectorAll('table')].map(t => ({
+      header: [...t.querySelectorAll('thead th')].map(th => th.textContent.trim()),
+      rows: t.querySelectorAll('tbody tr').length,
+      visible: t.getBoundingClientRect().width > 0,
+    })),
   };
 }"""
 
@@ -343,6 +359,54 @@ def test_figures_are_shown(browser, site, page):
         assert v.output_images >= expected, (
             f"{page}: the notebook has {expected} image outputs, the page shows {v.output_images}"
         )
+
+
+# A Markdown table row (two or more cells between pipes) or its separator line (|---|:---:|).
+_TABLE_ROW = re.compile(r"^\s*\|(?:[^|\n]*\|){2,}\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
+
+
+def raw_markdown_table_lines(text: str) -> list[str]:
+    """The lines of ``text`` that are Markdown table syntax a browser shows verbatim."""
+    return [line.strip() for line in text.splitlines() if _TABLE_ROW.match(line) or _TABLE_RULE.match(line)]
+
+
+def test_raw_table_detector():
+    """The detector used below finds what a reader saw before tables rendered, and nothing in plain prose."""
+    raw = "Results\n| architecture | symmetry | kind |\n|---|---|---:|\n| CNN | Translation | equivariant |\n"
+    assert raw_markdown_table_lines(raw) == ["| architecture | symmetry | kind |", "|---|---|---:|",
+                                             "| CNN | Translation | equivariant |"]
+    assert raw_markdown_table_lines("|---|:---:|") == ["|---|:---:|"]
+    prose = "the norm |x| of a vector, a set {a | b}, and the ratio |f(gx) - gf(x)| / |gf(x)| are fine\n---"
+    assert raw_markdown_table_lines(prose) == []
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_raw_markdown_tables(browser, site, page):
+    """Tables printed by code (``display(Markdown(...))``) must reach the reader as tables, not as pipes."""
+    v = visit(browser, site, page)
+    assert v.reader_text.strip(), f"{page}: no text read from the page's main element"
+    raw = raw_markdown_table_lines(v.reader_text)
+    assert not raw, f"{page} shows raw Markdown table syntax instead of a table: {raw[:3]}"
+    for table in v.tables:
+        assert table["visible"] and table["rows"] > 0, f"{page}: an empty or hidden table {table}"
+
+
+def test_architectures_page_shows_the_registry_as_a_table(browser, site):
+    """The centre of the course: one row per registry entry, with the behaviour column of the source table."""
+    from gdl import architectures
+
+    page = next((p for p in PAGES if p.endswith("_architectures_table")), None)
+    assert page is not None, f"no architectures-table chapter in _toc.yml: {PAGES}"
+    v = visit(browser, site, page)
+    expected = len(architectures.ARCHITECTURES)
+    registry = [t for t in v.tables if "architecture" in t["header"]]
+    assert registry, f"{page}: no HTML table with an 'architecture' column; tables found: {v.tables}"
+    table = registry[0]
+    assert table["rows"] == expected, (
+        f"{page}: the architectures table shows {table['rows']} rows, the registry has {expected}")
+    for column in ("symmetry", "kind", "behaviour", "error", "parameters"):
+        assert column in table["header"], f"{page}: the architectures table has no {column!r} column: {table}"
 
 
 @pytest.mark.parametrize("page", PAGES)
