@@ -1,0 +1,88 @@
+"""Measure: grade 30 submissions of one exercise with `gdl grade` in 2 parallel workers (sandboxed).
+
+    .venv/bin/python exercises/bench_grading.py [--exercise ex07] [--n 30] [--jobs 2]
+
+The submissions are a mix the grader meets in practice: a third full solutions (the master), a third unmodified
+student versions, a third half-finished (one function solved, the other still raising). Prints the wall time of
+the whole run (loading the exercise in each worker process included) and the score distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gdl.grading import find_master, grade_folder
+from gdl.grading._notebook import BEGIN, END, read_notebook, source, student_version, tags, write_notebook
+
+ROOT = Path(__file__).resolve().parent
+
+
+def half_solved(master: Path, out: Path) -> None:
+    """The student version with only the master's first solution region filled in."""
+    nb = read_notebook(master)
+    for cell in nb["cells"]:
+        if "solution" in tags(cell) and cell["cell_type"] == "code":
+            kept, seen, inside_first = [], 0, False
+            for line in source(cell).splitlines():
+                if BEGIN.match(line):
+                    seen += 1
+                    inside_first = seen == 1
+                    if inside_first:
+                        continue          # unmarked: this region survives student_version
+                elif END.match(line) and inside_first:
+                    inside_first = False
+                    continue
+                kept.append(line)
+            cell["source"] = "\n".join(kept)
+            break
+    write_notebook(student_version(nb), out)
+
+
+def _cpu() -> float:
+    """User + system seconds of this process and of its waited-for descendants."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exercise", default="ex07")
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=2)
+    a = ap.parse_args()
+    master = find_master(ROOT / "masters", a.exercise)
+    student = ROOT / "student" / master.name
+    with tempfile.TemporaryDirectory() as tmp:
+        subs = Path(tmp) / "submissions"
+        subs.mkdir()
+        half_solved(master, Path(tmp) / "half.ipynb")
+        for i in range(a.n):
+            kind = ("full", "blank", "half")[i % 3]
+            dst = subs / f"student{i:03d}_{kind}.ipynb"
+            if kind == "half":
+                shutil.copy(Path(tmp) / "half.ipynb", dst)
+            else:
+                shutil.copy(master if kind == "full" else student, dst)
+        t0, c0 = time.perf_counter(), _cpu()
+        run = grade_folder(subs, master, Path(tmp) / "results", jobs=a.jobs)
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+        scores = collections.Counter(json.loads(p.read_text())["score"] for p in (run / "students").glob("*.json"))
+    print(f"graded {a.n} submissions of {a.exercise} with {a.jobs} workers in {seconds:.1f} s "
+          f"({seconds / a.n:.2f} s per submission); scores: {dict(sorted(scores.items()))}")
+    print(f"CPU time of all processes (grader, pool, sandboxed workers): {cpu:.1f} s, i.e. {cpu / a.jobs:.1f} s "
+          f"of wall time on {a.jobs} otherwise idle cores; load average now {os.getloadavg()[0]:.1f} "
+          f"(a shared machine makes the wall time longer)")
+    sys.exit(0 if sum(scores.values()) == a.n else 1)
+
+
+if __name__ == "__main__":
+    main()
