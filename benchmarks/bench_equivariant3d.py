@@ -1,0 +1,170 @@
+"""gdl's NequIP-style model against e3nn's own gated point-convolution network of the same size.
+
+    python benchmarks/bench_equivariant3d.py --device cpu
+    python benchmarks/bench_equivariant3d.py --device cuda --molecules 256
+
+Neither ``nequip`` nor ``mace-torch`` is installed in this project (and they are not added for a benchmark), so the
+reference is the NequIP-like model that ships *inside* e3nn, written by e3nn's authors:
+``e3nn.nn.models.gate_points_2101.Network`` (gated convolutions whose tensor-product weights come from an MLP on a
+radial basis, the design NequIP grew out of). Both get the same hidden irreps, spherical harmonics up to l = 2,
+the same number of gated layers, radial basis size, radial MLP width and cutoff. They are *not* identical networks:
+e3nn's uses species-dependent self-interactions (tensor products with the one-hot atom type), Gaussian rather than
+Bessel radial functions, one more convolution as its read-out, and its own all-pairs radius graph; the parameter
+counts are printed. For context, gdl's EGNN and SE(3)-Transformer are timed on the same batch.
+
+Two passes, as in ``bench_atomistic.py``: *energy* (forward, backward to the weights) and *energy + forces* (a
+training step: forces by autograd with ``create_graph=True``, a loss on both, backward), all models wrapped in
+:class:`gdl.nn.EnergyForces`. Round-robin, median of ``--repeats``. This is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from gdl.data import collate
+from gdl.nn import EnergyForces, NequIP
+from gdl.nn.neighbours import radius_graph
+
+TYPES = (1, 6, 8)           # H, C, O: the one-hot atom types e3nn's network takes as node attributes
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _ethanol_batch(n: int, device: torch.device, seed: int = 0):
+    from ase.build import molecule
+
+    g = torch.Generator().manual_seed(seed)
+    base = torch.as_tensor(molecule("CH3CH2OH").get_positions(), dtype=torch.float32)
+    z = torch.as_tensor(molecule("CH3CH2OH").get_atomic_numbers())
+    items = [{"pos": base + 0.1 * torch.randn(base.shape, generator=g), "z": z} for _ in range(n)]
+    batch = collate(items).to(device)
+    return batch.replace(energy=torch.randn(n, generator=g).to(device),
+                         forces=torch.randn(batch.num_nodes, 3, generator=g).to(device))
+
+
+class E3nnEnergy(torch.nn.Module):
+    """e3nn's ``gate_points_2101.Network`` behind the GraphBatch interface (one-hot types as node attributes)."""
+
+    def __init__(self, args):
+        super().__init__()
+        from e3nn import o3
+        from e3nn.nn.models.gate_points_2101 import Network
+
+        self.num_types = 100
+        self.register_buffer("type_index", torch.full((100,), -1, dtype=torch.long))
+        self.type_index[list(TYPES)] = torch.arange(len(TYPES))
+        self.net = Network(irreps_in=None, irreps_hidden=args.irreps, irreps_out="0e",
+                           irreps_node_attr=f"{len(TYPES)}x0e", irreps_edge_attr=o3.Irreps.spherical_harmonics(2),
+                           layers=args.layers, max_radius=args.cutoff, number_of_basis=args.basis, radial_layers=1,
+                           radial_neurons=args.radial, num_neighbors=8.0, num_nodes=9.0)
+
+    def forward(self, batch):
+        onehot = torch.nn.functional.one_hot(self.type_index[batch.z], len(TYPES)).to(batch.pos.dtype)
+        return self.net({"pos": batch.pos, "z": onehot, "batch": batch.batch}).squeeze(-1) * 9.0**0.5
+
+
+def _energy_step(model, batch):
+    model.forces = False
+    model(batch)["energy"].sum().backward()
+
+
+def _force_step(model, batch):
+    model.forces = True
+    out = model(batch)
+    ((out["energy"] - batch.energy) ** 2).mean().add(((out["forces"] - batch.forces) ** 2).mean()).backward()
+
+
+def _models(args) -> dict[str, torch.nn.Module]:
+    from gdl.nn import EGNN
+    from gdl.nn.se3_transformer import SE3Transformer
+
+    class EGNNEnergy(torch.nn.Module):
+        """EGNN features summed to an energy (timing only)."""
+
+        def __init__(self):
+            super().__init__()
+            self.num_types = 100
+            self.embed = torch.nn.Embedding(100, 1)
+            self.egnn = EGNN(1, 32, args.layers, node_features=("h",))
+
+        def forward(self, batch):
+            out = self.egnn(batch.replace(h=self.embed(batch.z)))
+            return torch.zeros(batch.num_graphs, device=out.device).index_add(0, batch.batch, out.pow(2).sum(-1))
+
+    class SE3TEnergy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.num_types = 100
+            self.model = SE3Transformer(channels=8, num_layers=args.layers, cutoff=args.cutoff)
+
+        def forward(self, batch):
+            return self.model(batch)["energy"]
+
+    torch.manual_seed(0)
+    models = {"gdl NequIP-style": NequIP(hidden_irreps=args.irreps, lmax=2, num_layers=args.layers,
+                                         num_basis=args.basis, radial_hidden=args.radial, cutoff=args.cutoff),
+              "e3nn gate_points_2101.Network": E3nnEnergy(args),
+              "gdl EGNN (hidden 32, all pairs)": EGNNEnergy(),
+              "gdl SE(3)-Transformer (8 channels)": SE3TEnergy()}
+    return {name: EnergyForces(m) for name, m in models.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--molecules", type=int, default=32)
+    parser.add_argument("--irreps", default="16x0e + 8x1o + 8x1e", help="hidden irreps of both NequIP-like models")
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--basis", type=int, default=8)
+    parser.add_argument("--radial", type=int, default=16)
+    parser.add_argument("--cutoff", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    import e3nn
+
+    print(f"device: {device.type} ({dev_name}), torch {torch.__version__}, e3nn {e3nn.__version__}, "
+          f"threads {torch.get_num_threads()}")
+    models = {name: m.to(device).train() for name, m in _models(args).items()}
+    batch = _ethanol_batch(args.molecules, device)
+    edges = radius_graph(batch.pos, args.cutoff, batch.batch).shape[1]
+    print(f"batch: {args.molecules} ethanol molecules ({batch.num_nodes} atoms, {edges} edges within "
+          f"{args.cutoff} A), hidden irreps {args.irreps}, {args.layers} gated layers, l <= 2, {args.basis} radial "
+          f"functions, radial MLP width {args.radial}; median of {args.repeats} passes after {args.warmup} warm-up "
+          f"passes, round-robin\n")
+    reference = "gdl NequIP-style"
+    print("| pass | model | parameters | median time (ms) | time / gdl NequIP-style |")
+    print("|---|---|---:|---:|---:|")
+    for label, step in (("energy: forward + backward", _energy_step),
+                        ("energy + forces: training step (double backward)", _force_step)):
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for i in range(args.warmup + args.repeats):
+            for name, m in models.items():
+                m.zero_grad(set_to_none=True)
+                _sync(device)
+                start = time.perf_counter()
+                step(m, batch)
+                _sync(device)
+                if i >= args.warmup:
+                    times[name].append(time.perf_counter() - start)
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        for name, t in med.items():
+            n_params = sum(p.numel() for p in models[name].parameters())
+            print(f"| {label} | {name} | {n_params} | {1e3 * t:.2f} | {t / med[reference]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
