@@ -11,6 +11,7 @@ from gdl.nn.message_passing import MessagePassing, global_pool, scatter, scatter
 from gdl.nn.neighbours import radius_graph, triplets
 from gdl.nn.nequip import NequIP
 from gdl.nn.schnet import SchNet
+from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
 from gdl.nn.steerable import FieldPool, GatedReLU, NormReLU, SteerableCNN, SteerableConv2d
 from gdl.nn.transformer import AttentionMessagePassing, MultiHeadSelfAttention, TransformerEncoder, complete_graph
 
@@ -30,6 +31,6 @@ __all__ = [
     "GNN", "AdjacencyMLP", "GCNConv", "GINConv", "MPNNConv",
     "DeepSets", "DeepSetsLayer", "GRUSetBaseline",
     "AttentionMessagePassing", "MultiHeadSelfAttention", "TransformerEncoder", "complete_graph",
-    "EGNN", "EGNNLayer", "CoordinateGNN", "LinearDynamics", "NequIP",
+    "EGNN", "EGNNLayer", "CoordinateGNN", "LinearDynamics", "NequIP", "SE3Transformer", "EnergyForcesVector",
     "EnergyForces", "atoms_batch", "radius_graph", "triplets", "SchNet", "DimeNetPlusPlus",
 ]
