@@ -129,6 +129,27 @@ def test_bad_input_names_expected_and_received():
     assert issubclass(ShapeError, ValueError)
 
 
+def test_group_batch_norm_shares_statistics_per_field():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3 * 8, 5, 5) * torch.arange(1, 25).view(1, 24, 1, 1)     # 3 fields of 8 channels
+    bn = GroupBatchNorm2d(3, 8)                      # an integer: regular fields of any finite group of order 8
+    assert bn.group is None and bn.in_action is None
+    y = bn(x).reshape(6, 3, 8, 5, 5)
+    # one mean and variance per field, over batch, space and its 8 channels together (not per channel)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3, 4)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=(0, 2, 3, 4), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    spread = y[:, 0].std(dim=(0, 2, 3))                      # channels of one field keep their relative scales
+    assert spread.max() > 4 * spread.min()                    # (1 to 8 in x): not normalised one by one
+    # permuting the channels inside each field (what the group does) commutes with it
+    perm = torch.randperm(8)
+    permuted = x.reshape(6, 3, 8, 5, 5)[:, :, perm].reshape(6, 24, 5, 5)
+    torch.testing.assert_close(bn(permuted).reshape(6, 3, 8, 5, 5), y[:, :, perm])
+    with pytest.raises(ShapeError, match=r"\(B, 24, H, W\) \(3 fields x \|G\|=8\), got \(6, 16, 5, 5\)"):
+        bn(torch.zeros(6, 16, 5, 5))
+    with pytest.raises(ValueError, match="field size"):
+        GroupBatchNorm2d(3, 0)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown group 'p6'"):
         LiftingConv2d(1, 2, 3, "p6")

@@ -1,8 +1,7 @@
-"""Steerable CNNs through escnn: equivariance, export to plain PyTorch, build time, errors."""
+"""Steerable CNNs through escnn: equivariance, export to plain PyTorch, initialisation, batch norm, errors."""
 
 import copy
 import math
-import time
 
 import pytest
 import torch
@@ -73,7 +72,8 @@ def test_other_angles_are_only_approximate():
         y = net(x)
         err = lambda a: float((net(rotate_images(x, a)) - y).abs().max() / y.abs().max())  # noqa: E731
         assert err(90.0) < 1e-6
-        assert 1e-4 < err(45.0) < 0.5
+        # measured: 4.2e-2 at 45 degrees (seed 0), a few percent like a plain CNN's, far above the 90-degree round-off
+        assert 1e-2 < err(45.0) < 0.1
 
 
 def test_nonlinearities_are_equivariant_by_hand():
@@ -92,14 +92,31 @@ def test_nonlinearities_are_equivariant_by_hand():
     torch.testing.assert_close(pool(rot(x)), pool(x))
 
 
-def test_build_is_fast_and_init_has_he_scale():
-    start = time.perf_counter()
+def test_init_has_he_scale():
+    # (how long escnn takes to build the basis is printed by chapter 5; speed claims live in benchmarks/)
     net = SteerableCNN("C8", 1, (8, 8, 8), pool_after=(0, 1))
-    assert time.perf_counter() - start < 20
     conv = net.features[3]
     filt, _ = conv.conv.expand_parameters()
     assert abs(float(filt.detach().std()) - math.sqrt(2 / (conv.in_type.size * 25))) < 1e-4
     assert "basis weights" in repr(conv) and "group=C8" in repr(net)
+
+
+@pytest.mark.parametrize("group", ["C8", "D4"])
+def test_batch_norm_is_the_regular_field_batch_norm_and_keeps_invariance(group):
+    from gdl.nn import GroupBatchNorm2d
+
+    torch.manual_seed(0)
+    net = SteerableCNN(group, 1, (2, 2), kernel_size=3, pool_after=(0,), num_classes=3, batch_norm=True)
+    norms = [m for m in net.modules() if isinstance(m, GroupBatchNorm2d)]
+    assert len(norms) == 2 and all(m.order == 8 and m.num_fields == 2 for m in norms)
+    x = torch.randn(4, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    net.train()
+    net(x)                                            # running statistics from one batch
+    for mode in (net.train, net.eval):
+        mode()
+        assert_invariant(net, x, atol=TOL[torch.float64])
+    with pytest.raises(ValueError, match="batch_norm is implemented for regular fields"):
+        SteerableCNN("SO2", batch_norm=True)
 
 
 def test_bad_arguments_and_inputs():

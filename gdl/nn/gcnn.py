@@ -324,25 +324,46 @@ class GroupPool(nn.Module):
 
 class GroupBatchNorm2d(nn.Module):
     """Batch normalisation of regular fields: one mean, variance, scale and shift per *field*, shared by
-    its ``G`` channels (statistics over batch, space and group axis), so it commutes with the group action.
+    its ``G`` channels (statistics over batch, space and group axis), so it commutes with the group action,
+    which only permutes the channels of a field:
+
+    .. math::  \\hat F_c(g, x) = \\gamma_c \\frac{F_c(g, x) - \\mu_c}{\\sqrt{\\sigma_c^2 + \\epsilon}} + \\beta_c
+
+    The one batch norm of regular fields in ``gdl``: the G-CNNs use it with ``"p4"``/``"p4m"``, the steerable
+    CNNs (:mod:`gdl.nn.steerable`) with the order of their :math:`C_N`/:math:`D_N` regular fields.
+
+    Args:
+        num_fields: number of regular fields ``C``.
+        group: ``"p4"``, ``"p4m"`` (or their groups), which also sets ``in_action``/``out_action`` for the
+            checker; or the field size ``G`` as an integer, for regular fields of any finite group.
+        **kwargs: passed to ``nn.BatchNorm3d`` (``eps``, ``momentum``...).
 
     Shapes:
         input and output ``(B, C*G, H, W)``.
     """
 
-    def __init__(self, num_fields: int, group: str | Group = "p4", **kwargs):
+    def __init__(self, num_fields: int, group: str | Group | int = "p4", **kwargs):
         super().__init__()
-        self.group = as_image_group(group)
-        self.order = len(self.group.elements())
+        if not isinstance(num_fields, int) or num_fields < 1:
+            raise ValueError(f"num_fields must be a positive integer, got {num_fields!r}")
+        if isinstance(group, int):
+            if group < 1:
+                raise ValueError(f"the field size (group order) must be a positive integer, got {group}")
+            self.group, self.order = None, group
+            self.in_action = self.out_action = None
+        else:
+            self.group = as_image_group(group)
+            self.order = len(self.group.elements())
+            self.in_action = self.out_action = ImageAction(self.group, fiber=RegularRep(self.group))
         self.num_fields = num_fields
         self.bn = nn.BatchNorm3d(num_fields, **kwargs)
-        self.in_action = self.out_action = ImageAction(self.group, fiber=RegularRep(self.group))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.num_fields * self.order:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.num_fields * self.order:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ShapeError(
                 f"GroupBatchNorm2d expects (B, {self.num_fields * self.order}, H, W) "
-                f"({self.num_fields} fields x |G|={self.order}), got {tuple(x.shape)}"
+                f"({self.num_fields} fields x |G|={self.order}), got {got}"
             )
         B, _, H, W = x.shape
         y = self.bn(x.reshape(B, self.num_fields, self.order, H, W))  # (B, C, G, H, W)

@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdl.groups import CyclicGroup, DihedralGroup, ImageAction, MatrixRep, ShapeError, TrivialAction
+from gdl.nn.gcnn import GroupBatchNorm2d
 
 __all__ = ["STEERABLE_GROUPS", "escnn_available", "SteerableConv2d", "NormReLU", "GatedReLU", "FieldPool",
-           "RegularBatchNorm", "SteerableCNN"]
+           "SteerableCNN"]
 
 #: Group names understood here: ``"C<N>"``, ``"D<N>"`` and ``"SO2"`` (e.g. ``"C8"``, ``"D4"``).
 STEERABLE_GROUPS = "C<N>, D<N> (N >= 1) or SO2"
@@ -266,27 +267,6 @@ class FieldPool(nn.Module):
         return f"fields={len(self.field_sizes)}, {'group max' if self.regular else 'norm'}"
 
 
-class RegularBatchNorm(nn.Module):
-    """Batch normalisation of ``num_fields`` regular fields of ``order`` channels each: statistics and affine
-    parameters are per field, shared by its channels, so it commutes with permuting them. Plain PyTorch.
-
-    Shapes:
-        input and output ``(B, num_fields * order, H, W)``.
-    """
-
-    def __init__(self, num_fields: int, order: int):
-        super().__init__()
-        self.num_fields, self.order = num_fields, order
-        self.bn = nn.BatchNorm3d(num_fields)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = x.shape
-        return self.bn(x.reshape(B, self.num_fields, self.order, H, W)).reshape(B, -1, H, W)
-
-    def reset_parameters(self) -> None:
-        self.bn.reset_parameters()
-
-
 @dataclass
 class _Layer:
     conv_out: object        # escnn FieldType produced by the convolution
@@ -341,7 +321,7 @@ class SteerableCNN(nn.Module):
             layer = self._layer(gs, enn, c, max_frequency)
             blocks.append(SteerableConv2d(in_type, layer.conv_out, kernel_size, bias=not batch_norm))
             if batch_norm:
-                blocks.append(RegularBatchNorm(c, layer.conv_out.size // c))
+                blocks.append(GroupBatchNorm2d(c, layer.conv_out.size // c))   # regular fields of |G| channels
             blocks.append(layer.nonlinearity)
             if i in self.pool_after:
                 blocks.append(nn.AvgPool2d(2))
@@ -388,7 +368,7 @@ class SteerableCNN(nn.Module):
 
     def reset_parameters(self) -> None:
         for m in self.modules():
-            if isinstance(m, (SteerableConv2d, nn.Linear, RegularBatchNorm)):
+            if isinstance(m, (SteerableConv2d, nn.Linear, GroupBatchNorm2d)):
                 m.reset_parameters()
 
     def extra_repr(self) -> str:
