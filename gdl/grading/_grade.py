@@ -97,7 +97,7 @@ def grade_submission(notebook: str | Path, exercise: Exercise, *, seed: int, uns
             result["questions"] = run_questions(qs, RemoteSubmission(session), LocalSubmission(exercise.reference),
                                                 seed)
         finally:
-            session.kill()
+            session.close()
         result["cells"] = [c for _, c in sorted(session.cells.items()) if c["status"] != "ok"]
         result["restarts"] = max(0, session.starts - 1)
         if session.notebook_error:

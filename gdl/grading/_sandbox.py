@@ -212,14 +212,15 @@ class WorkerSession:
 
     def kill(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
+            if self.proc.poll() is None:       # signal only a process we started that has not been reaped
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)   # bwrap (its own session); the sandbox dies with it
+                except (ProcessLookupError, PermissionError):
+                    pass
+                try:
+                    self.proc.kill()
+                except OSError:
+                    pass
             self.proc.wait()
             for f in (self.proc.stdin, self.proc.stdout):
                 try:
@@ -231,7 +232,15 @@ class WorkerSession:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
-    close = kill
+    def close(self, grace: float = 2.0) -> None:
+        """End the worker: close its input (it exits on end of input), kill it if it has not gone in ``grace`` s."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
 
     def _get(self, timeout: float):
         left = self.deadline - time.monotonic()
@@ -320,4 +329,4 @@ class WorkerSession:
         return self
 
     def __exit__(self, *exc):
-        self.kill()
+        self.close()
