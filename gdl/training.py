@@ -219,34 +219,56 @@ def he_init_(model: nn.Module) -> nn.Module:
 
 
 def learning_curve(models: dict[str, tuple[Callable[[], nn.Module], Augment | None]],
-                   data: Callable[[int, int], Any], sizes: list[int], seeds: list[int], *, steps: int = 200,
-                   batch_size: int = 32, lr: float = 3e-3, device: torch.device | str | None = None,
-                   progress: bool = True) -> list[dict[str, Any]]:
-    """Test accuracy against the number of training samples, for several models and seeds.
+                   data: Callable[[int, int], Any], sizes: list[int], seeds: list[int], *,
+                   tests: dict[str, Callable[[Any], tuple[Any, Any]]] | None = None, max_epochs: int = 1000,
+                   patience: int = 10, min_patience_steps: int = 200, batch_size: int = 64, lr: float = 3e-3,
+                   device: torch.device | str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Test accuracy against the number of training samples, for several models and seeds, each run trained
+    to convergence.
 
-    Every run takes the same number of gradient ``steps`` (so small training sets are not under-trained):
-    ``epochs = round(steps * batch_size / n)``.
+    With a validation set (``split.x_val``, ``split.y_val``) every run uses early stopping: it stops once the
+    validation loss has not improved for ``max(patience, ceil(min_patience_steps / steps_per_epoch))``
+    epochs (so a tiny training set still gets ``min_patience_steps`` gradient steps to improve), and keeps the
+    weights of its best epoch; ``max_epochs`` bounds it. Without one, every run takes ``max_epochs`` epochs.
+    Batches hold ``min(batch_size, max(1, n // 4))`` samples, so every epoch has at least four steps.
 
     Args:
         models: ``name -> (build, augment)``; ``build()`` returns a fresh model, ``augment`` may be ``None``.
-        data: ``data(n, seed)`` returns an object with ``x_train, y_train, x_test, y_test``.
+        data: ``data(n, seed)`` returns an object with ``x_train, y_train, x_test, y_test`` (and optionally
+            ``x_val, y_val``).
         sizes, seeds: training-set sizes and seeds to run.
+        tests: ``name -> (split -> (x, y))``, the test sets to score (default: ``{"accuracy": x_test, y_test}``).
 
     Returns:
-        one dict per run: ``model``, ``n``, ``seed``, ``accuracy``.
+        one dict per run: ``model``, ``n``, ``seed``, ``epochs`` (trained), ``best_epoch``, ``train_loss`` (at
+        the kept epoch) and one accuracy per test set.
     """
+    if tests is None:
+        tests = {"accuracy": lambda split: (split.x_test, split.y_test)}
+    if max_epochs < 1 or patience < 1:
+        raise ValueError(f"max_epochs and patience must be positive, got {max_epochs} and {patience}")
     rows = []
     runs = [(n, seed) for seed in seeds for n in sizes]
     bar = tqdm(total=len(runs) * len(models), desc="learning curve", disable=not progress)
     for n, seed in runs:
         split = data(n, seed)
-        bs = min(batch_size, n)
-        epochs = max(1, round(steps * bs / n))
+        bs = min(batch_size, max(1, n // 4))
+        steps_per_epoch = math.ceil(n / bs)
+        val = None
+        if getattr(split, "x_val", None) is not None:
+            val = (split.x_val, split.y_val)
+        wait = max(patience, math.ceil(min_patience_steps / steps_per_epoch))
         for name, (build, augment) in models.items():
-            model = fit(build, split.x_train, split.y_train, seed=seed, epochs=epochs, batch_size=bs, lr=lr,
-                        augment=augment, device=device, progress=False)
-            acc = accuracy(model, split.x_test, split.y_test, device=device)
-            rows.append({"model": name, "n": n, "seed": seed, "accuracy": acc})
+            model = fit(build, split.x_train, split.y_train, seed=seed, epochs=max_epochs, batch_size=bs, lr=lr,
+                        augment=augment, device=device, progress=False, val=val,
+                        patience=wait if val is not None else None)
+            history = model.history
+            best = history.best_epoch if history.best_epoch is not None else history.epochs - 1
+            row = {"model": name, "n": n, "seed": seed, "epochs": history.epochs, "best_epoch": best,
+                   "train_loss": history.loss[best]}
+            for test, xy in tests.items():
+                row[test] = accuracy(model, *xy(split), device=device)
+            rows.append(row)
             bar.update()
     bar.close()
     return rows
