@@ -293,3 +293,22 @@ def test_timeouts_are_configurable_from_the_cli():
     class A:
         cell_timeout, call_timeout, submission_timeout = 1.0, 2.0, 3.0
     assert _timeouts(A) == Timeouts(1.0, 2.0, 3.0)
+
+
+def test_self_check_in_a_real_kernel(tmp_path):
+    """The check cell of the notebooks students get works in a Jupyter kernel (as on Colab): 4/4 for a solved
+    notebook, 0/4 with the reason for an unsolved one; the notebook runs to the end either way."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    outputs = {}
+    for name, path in (("master", MASTERS / "ex07_deepsets_layer.ipynb"),
+                       ("student", STUDENT / "ex07_deepsets_layer.ipynb")):
+        nb = nbformat.read(path, 4)
+        nbclient.NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors, (name, [e.ename for e in errors])
+        outputs[name] = "".join(o.get("text", "") for c in nb.cells if "check" in c.metadata.get("tags", [])
+                                for o in c.outputs)
+    assert "public checks 4/4" in outputs["master"] and "FAIL" not in outputs["master"]
+    assert "public checks 0/4" in outputs["student"] and "NotImplementedError" in outputs["student"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import queue
-import resource
 import shutil
 import signal
 import subprocess
@@ -150,6 +149,8 @@ def _worker_env(tmp: str) -> dict[str, str]:
 
 def _limiter(limits: ResourceLimits, cpu_seconds: int):
     def apply():  # runs in the child between fork and exec
+        import resource  # POSIX only: imported here so that students on any OS can import gdl.grading
+
         for res, val in ((resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_FSIZE, limits.file_bytes),
                          (resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_CORE, 0),
                          (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_NPROC, limits.processes)):
