@@ -291,3 +291,19 @@ def test_wl_pairs_fool_gin_but_differ_in_triangles():
             gin = GNN(1, 16, 4, num_layers=3, conv="gin", readout="sum").double()
             out = gin(batch.to(torch.float64))
             torch.testing.assert_close(out[0], out[1], rtol=1e-12, atol=1e-12)
+
+
+def test_data_and_baseline_bad_input():
+    with pytest.raises(ValueError, match="attach"):
+        hub_graphs(4, min_nodes=3, max_nodes=2)
+    with pytest.raises(ValueError, match="x has 2 rows"):
+        from_networkx(nx.path_graph(3), x=torch.ones(2, 1))
+    x, mask = torch.randn(2, 4, 3), torch.tensor([[True, False, True, False], [True, True, True, True]])
+    with pytest.raises(ValueError, match="valid entries first"):
+        GRUSetBaseline(3, 4, 1)(x, mask)
+    with pytest.raises(ValueError, match="positional must be one of"):
+        TransformerEncoder(3, 8, positional="rotary")
+    with pytest.raises(ValueError, match="conv must be one of"):
+        GNN(3, 8, 1, conv="gat")
+    with pytest.raises(ValueError, match="edge_dim is needed by conv='mpnn'"):
+        GNN(3, 8, 1, conv="mpnn")
