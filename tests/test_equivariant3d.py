@@ -304,3 +304,25 @@ def test_se3_transformer_small():
     model = se3t()
     assert sum(p.numel() for p in model.parameters()) < 50_000
     assert "SE3AttentionLayer" in repr(model) and "heads=2" in repr(model)
+
+
+def test_exact_clebsch_gordan_makes_a_cast_e3nn_layer_exact():
+    """A plain e3nn tensor product built in float32 and cast to float64 is equivariant only to ~1e-8; reloading
+    its coefficients in float64 brings it to round-off (checked under O(3) with irreps fields)."""
+    from e3nn import o3
+
+    from gdl.groups import O3
+    from gdl.nn.nequip import exact_clebsch_gordan_
+
+    torch.manual_seed(0)
+    tp = o3.FullyConnectedTensorProduct("4x0e + 4x1o", "0e + 1o + 2e", "4x0e + 4x1o + 2x1e").float().double()
+    G = O3()
+    g = torch.Generator().manual_seed(0)
+    x = {"features": torch.randn(10, 16, generator=g, dtype=torch.float64),
+         "sh": torch.randn(10, 9, generator=g, dtype=torch.float64)}
+    kwargs = dict(group=G, in_action=FieldsAction(G, features="irreps:4x0e+4x1o", sh="irreps:0e+1o+2e"),
+                  out_action=FieldsAction(G, out="irreps:4x0e+4x1o+2x1e"))
+    before = equivariance_error(lambda d: tp(d["features"], d["sh"]), x, **kwargs).worst
+    exact_clebsch_gordan_(tp)
+    after = equivariance_error(lambda d: tp(d["features"], d["sh"]), x, **kwargs).worst
+    assert after < 1e-13 and before > 10 * after, (before, after)
