@@ -80,6 +80,16 @@ def test_student_versions_are_generated_from_the_masters(tmp_path):
         assert any("check(" in source(c) for c in code) and any("public-tests" in tags(c) for c in code)
 
 
+def test_master_markdown_and_notebook_hold_the_same_cells():
+    jupytext = pytest.importorskip("jupytext")
+    for m in MASTER_PATHS:
+        md, nb = jupytext.read(m.with_suffix(".md")), jupytext.read(m)
+        cells = [[(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in x.cells]
+                 for x in (md, nb)]
+        assert cells[0] == cells[1], f"{m.name} differs from {m.with_suffix('.md').name}: jupytext --to ipynb"
+        assert nb.metadata["gdl"]["exercise"] == m.stem.split("_")[0]
+
+
 def test_strip_solution_keeps_indentation_and_optional_replacement():
     master = {"metadata": {"gdl": {"exercise": "exT"}}, "cells": [
         {"cell_type": "code", "metadata": {"tags": ["solution"]}, "outputs": [], "execution_count": 3,
