@@ -37,6 +37,15 @@ def test_nequip_energy_forces_equivariant(dtype, float_tolerance):
     assert "batch independence" in report.checks
 
 
+def test_nequip_dipole_equivariant(dtype, float_tolerance):
+    batch = molecules(dtype=dtype)
+    model = EnergyForces(small_nequip(charges=True))
+    report = assert_equivariant(model, batch, dtype=dtype,
+                                **atomistic_symmetry(batch, outputs=("energy", "forces", "dipole")))
+    assert set(report.field_errors) == {"energy", "forces", "dipole"}
+    assert report.worst < float_tolerance
+
+
 def test_nequip_float64_round_off():
     batch = molecules(sizes=(4, 6))
     report = equivariance_error(EnergyForces(small_nequip()), batch, **atomistic_symmetry(batch))

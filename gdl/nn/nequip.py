@@ -221,11 +221,14 @@ class NequIP(nn.Module):
         hidden_irreps: features between blocks (e3nn syntax).
         lmax: highest degree of the edge spherical harmonics.
         num_layers, num_basis, radial_hidden, cutoff, avg_num_neighbors: as in :class:`InteractionBlock`.
+        readout_hidden: width of the per-atom energy MLP.
+        charges: also predict invariant per-atom charges :math:`q_i`, from which
+            :class:`gdl.nn.atomistic.EnergyForces` forms the dipole :math:`\\sum_i (q_i - \\bar q) \\vec x_i`.
 
     Shapes:
         input: a :class:`gdl.data.GraphBatch` with ``pos`` (N, 3), ``z`` (N,) and the batch vector (edges within
         ``cutoff`` are built here when it has no ``edge_index``).
-        output: energies (B,).
+        output: energies (B,), or ``{"energy": (B,), "charges": (N,)}`` with ``charges=True``.
 
     Examples:
         >>> from gdl.data import collate
@@ -241,7 +244,7 @@ class NequIP(nn.Module):
 
     def __init__(self, num_types: int = MAX_Z, hidden_irreps: str = "16x0e + 8x1o + 8x1e", lmax: int = 2,
                  num_layers: int = 3, num_basis: int = 8, radial_hidden: int = 16, cutoff: float = 5.0,
-                 avg_num_neighbors: float = 8.0, readout_hidden: int = 16):
+                 avg_num_neighbors: float = 8.0, readout_hidden: int = 16, charges: bool = False):
         super().__init__()
         o3, _ = _e3nn()
         self.num_types, self.cutoff = int(num_types), float(cutoff)
@@ -263,8 +266,9 @@ class NequIP(nn.Module):
         self.atom_energy = nn.Embedding(num_types, 1)                   # mu_z: learned per-type shift
         self.register_buffer("energy_scale", torch.tensor(1.0))         # sigma
         nn.init.zeros_(self.atom_energy.weight)
+        self.charge_head = o3.Linear(irreps, "1x0e") if charges else None      # q_i for a dipole
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch) -> torch.Tensor | dict[str, torch.Tensor]:
         check_atoms(batch, self.num_types, "NequIP")
         z, b = batch.z, batch.batch
         edge_index, vec, _ = neighbour_edges(batch, self.cutoff)
@@ -274,7 +278,10 @@ class NequIP(nn.Module):
         for block in self.blocks:
             h = block(h, edge_index, sh, basis)                                  # (N, hidden.dim)
         e_atom = self.readout(h).squeeze(-1) * self.energy_scale + self.atom_energy(z).squeeze(-1)  # (N,)
-        return scatter_sum(e_atom, b, batch.num_graphs)                         # (B,)
+        energy = scatter_sum(e_atom, b, batch.num_graphs)                       # (B,)
+        if self.charge_head is None:
+            return energy
+        return {"energy": energy, "charges": self.charge_head(h).squeeze(-1)}   # EnergyForces adds the dipole
 
     def extra_repr(self) -> str:
         return f"num_types={self.num_types}, hidden_irreps={self.hidden_irreps}, cutoff={self.cutoff}"
