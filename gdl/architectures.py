@@ -232,7 +232,8 @@ def _nequip():
     from gdl.nn.atomistic import EnergyForces
     from gdl.nn.nequip import NequIP
 
-    return EnergyForces(NequIP(num_types=10, hidden_irreps="8x0e + 4x1o + 4x1e", num_layers=2, cutoff=3.0))
+    return EnergyForces(NequIP(num_types=10, hidden_irreps="8x0e + 4x1o + 4x1e", num_layers=2, cutoff=3.0,
+                               charges=True))
 
 
 def _nbody_sample(g):
@@ -298,9 +299,10 @@ ARCHITECTURES: list[Architecture] = [
         out_action=_energy_forces_action, module="gdl.nn.dimenet", reference="Gasteiger et al. 2020"),
     Architecture(
         "NequIP-style", "E(3) (Euclidean group)", _atomistic_group, "equivariant", "Molecular dynamics",
-        "Equivariant features (e3nn irreps, tensor products); invariant energy, forces -dE/dx equivariant",
+        "Equivariant features (e3nn irreps, tensor products); invariant energy; forces and dipole equivariant",
         builder=_nequip, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
-        out_action=_energy_forces_action, module="gdl.nn.nequip", reference="Batzner et al. 2022"),
+        out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector", dipole="graph vector"),
+        module="gdl.nn.nequip", reference="Batzner et al. 2022"),
     Architecture(
         "EGNN", "E(n) (Euclidean group) + permutation", _atomistic_group, "equivariant", "Point clouds, N-body",
         "Coordinates (and velocities) rotate, reflect and translate with the input; features invariant",
