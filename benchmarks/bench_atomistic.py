@@ -98,7 +98,7 @@ def bench_schnet(args, device) -> None:
     batch = _ethanol_batch(args.molecules, device)
     if theirs is not None:
         with torch.no_grad():
-            a, b = (m.eval()(batch)["energy"] for m in models.values())
+            a, b = (m.eval()(batch)["energy"].detach() for m in models.values())
         print(f"same weights, same outputs: max |E_gdl - E_PyG| = {float((a - b).abs().max()):.1e}")
         for m in models.values():
             m.train()
