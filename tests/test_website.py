@@ -195,6 +195,8 @@ COLLECT_JS = """() => {
       header: [...t.querySelectorAll('thead th')].map(th => th.textContent.trim()),
       rows: t.querySelectorAll('tbody tr').length,
       visible: t.getBoundingClientRect().width > 0,
+      // every column on screen: the table needs no horizontal scrolling inside its container
+      fits: t.parentElement.scrollWidth <= t.parentElement.clientWidth + 1,
     })),
   };
 }"""
@@ -407,6 +409,7 @@ def test_architectures_page_shows_the_registry_as_a_table(browser, site):
         f"{page}: the architectures table shows {table['rows']} rows, the registry has {expected}")
     for column in ("symmetry", "kind", "behaviour", "error", "parameters"):
         assert column in table["header"], f"{page}: the architectures table has no {column!r} column: {table}"
+    assert table["fits"], f"{page}: the architectures table is wider than the page; a reader must scroll: {table}"
 
 
 @pytest.mark.parametrize("page", PAGES)
