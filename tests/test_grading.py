@@ -322,3 +322,13 @@ def test_self_check_in_a_real_kernel(tmp_path):
                                 for o in c.outputs)
     assert "public checks 4/4" in outputs["master"] and "FAIL" not in outputs["master"]
     assert "public checks 0/4" in outputs["student"] and "NotImplementedError" in outputs["student"]
+
+
+def test_yes_no_answers_accept_bools_and_one_element_bool_tensors():
+    from gdl.grading import as_bool
+
+    assert as_bool(True, "f") is True and as_bool(torch.tensor(False), "f") is False
+    assert as_bool(torch.tensor([True]), "f") is True
+    for bad in (1, 0.0, "True", None, torch.tensor(1), torch.tensor([True, False])):
+        with pytest.raises(AssertionError, match="not True or False"):
+            as_bool(bad, "f")

@@ -14,6 +14,7 @@ from gdl.grading._exercise import (
     LocalSubmission,
     Question,
     RemoteSubmission,
+    as_bool,
     assert_close,
     check,
     find_master,
@@ -30,7 +31,8 @@ from gdl.grading._protocol import Build
 from gdl.grading._sandbox import ResourceLimits, SandboxUnavailable, Timeouts, sandbox_description
 
 __all__ = [
-    "Build", "CheckResult", "Exercise", "LocalSubmission", "Question", "RemoteSubmission", "assert_close", "check",
+    "Build", "CheckResult", "Exercise", "LocalSubmission", "Question", "RemoteSubmission", "as_bool", "assert_close",
+    "check",
     "find_master", "load_exercise", "master_paths", "questions", "run_questions", "torch_generator",
     "find_submissions", "grade_folder", "grade_submission", "gradescope_results", "regrade",
     "generate_student_versions", "gradescope_bundle", "solutions_page", "student_version",

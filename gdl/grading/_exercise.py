@@ -38,7 +38,7 @@ from gdl.grading._sandbox import CallTimeout, StudentError, SubmissionTimeout, W
 from gdl.grading._worker import short
 
 __all__ = ["Question", "Exercise", "questions", "load_exercise", "LocalSubmission", "RemoteSubmission",
-           "run_questions", "check", "CheckResult", "torch_generator", "assert_close"]
+           "run_questions", "check", "CheckResult", "torch_generator", "assert_close", "as_bool"]
 
 _REGISTRY: dict[str, dict[str, Question]] = {}
 
@@ -82,6 +82,16 @@ def assert_close(got, expected, what: str, rtol: float = 1e-6, atol: float = 1e-
     err = float((got - expected).abs().max()) if got.numel() else 0.0
     scale = float(expected.abs().max()) if expected.numel() else 0.0
     assert err <= atol + rtol * scale, f"{what}: differs from the reference by {err:.2e} (scale {scale:.2e})"
+
+
+def as_bool(value, what: str) -> bool:
+    """A submission's yes/no answer: a bool, or a single-element bool tensor (e.g. ``(err < tol).all()``)."""
+    if isinstance(value, bool):
+        return value
+    if torch.is_tensor(value) and value.numel() == 1 and value.dtype == torch.bool:
+        return bool(value.item())
+    shape = f" of shape {tuple(value.shape)} and dtype {value.dtype}" if torch.is_tensor(value) else ""
+    raise AssertionError(f"{what} returned a {type(value).__name__}{shape}, not True or False")
 
 
 # --- submissions: the same interface locally (self-check, reference) and remotely (sandboxed worker) -----------

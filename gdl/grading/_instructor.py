@@ -83,16 +83,14 @@ _PAGE_HEAD = """# Exercises
 Eight exercises, one per idea of the course, each a notebook you can run locally or on Colab. Each one states
 the task, leaves functions for you to write, and ends with public checks that you run yourself:
 `check("ex01")` prints which checks pass. The grader runs the same public checks plus hidden ones with fresh
-random inputs, in a sandbox. The notebooks live in `exercises/student/` of the repository; how grading works is
+random inputs, in a sandbox. The notebooks live in `exercises/student/` of the repository: open one in Jupyter,
+or in Colab through *File > Open notebook > GitHub* (its first cell installs `gdl` there). How grading works is
 described in `exercises/README.md`.
 
 Worked solutions follow each statement behind a toggle: try first, then compare.
 
 <!-- This page is generated from exercises/masters by `gdl solutions-page`; edit the masters, not this page. -->
 """
-
-
-_COLAB = "https://colab.research.google.com/github/gdl-course/gdl/blob/main"
 
 
 def _demote(md: str) -> str:
@@ -123,8 +121,7 @@ def solutions_page(masters: str | Path) -> str:
         code = "\n\n".join(solution_code)
         parts.append(f":::{{admonition}} Worked solution ({ex})\n:class: dropdown\n\n{body}\n\n"
                      f"```python\n{code}\n```\n:::")
-        parts.append(f"The notebook: `exercises/student/{m.name}` "
-                     f"([open it in Colab]({_COLAB}/exercises/student/{m.name})).")
+        parts.append(f"The notebook: `exercises/student/{m.name}`.")
     return "\n\n".join(parts).rstrip() + "\n"
 
 
