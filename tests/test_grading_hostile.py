@@ -395,3 +395,27 @@ def test_refuses_to_run_unsandboxed(course, tmp_path, monkeypatch):
     assert main(["grade-one", str(nb), "--master", master]) == 2
     r = grade_submission(nb, course["exercise"], seed=1, unsafe=True)
     assert r["unsafe"] and r["score"] == 8 and "UNSAFE" in r["sandbox"]
+
+
+FORK_BOMB = '''
+import os, time
+n = 0
+try:
+    for _ in range(500):
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError:
+    pass
+raise RuntimeError(f"forks={n}")
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as a normal user the process limit counts all of the user's processes")
+def test_fork_bomb_hits_the_process_limit(course, tmp_path):
+    r = _grade(course, tmp_path, FORK_BOMB, CORRECT)
+    (cell,) = r["cells"]
+    forks = int(cell["message"].split("forks=")[1].split()[0])
+    assert forks < 64, cell           # the sandbox user may hold at most 64 processes and threads
+    assert r["score"] == 8, _scores(r)
