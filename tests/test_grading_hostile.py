@@ -419,3 +419,30 @@ def test_fork_bomb_hits_the_process_limit(course, tmp_path):
     forks = int(cell["message"].split("forks=")[1].split()[0])
     assert forks < 64, cell           # the sandbox user may hold at most 64 processes and threads
     assert r["score"] == 8, _scores(r)
+
+
+PICKLE_AND_IPYTHON = '''
+import os
+import numpy as np
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch {marker}",))
+
+def deepsets_layer(x, lam, gam):
+    return Payload()
+
+def set_summary(x, lam, gam):
+    return np.array([Payload(), Payload()], dtype=object)
+
+get_ipython().input_transformers_cleanup.append(lambda lines: ["pass"])   # rewrite every later cell
+'''
+
+
+def test_pickled_payloads_and_ipython_transformers(course, tmp_path):
+    marker = tmp_path / "pwned"
+    r = _grade(course, tmp_path, PICKLE_AND_IPYTHON.replace("{marker}", str(marker)))
+    assert not marker.exists() and r["score"] == 0
+    assert all("cannot be sent" in q["message"] or "not accepted" in q["message"] for q in r["questions"]), \
+        [q["message"] for q in r["questions"]]
+    assert "get_ipython" in r["cells"][0]["message"]     # no IPython in the worker: nothing to hook
