@@ -96,6 +96,11 @@ def test_random_angles_and_augmentation():
     aug = RandomRotation("c4")
     out = aug(x[:16], torch.Generator().manual_seed(1))
     assert out.shape == x[:16].shape and repr(aug) == "RandomRotation('c4')"
+    # every image is its own quarter turn of the input, and the turns differ between images
+    turns = [next(k for k in range(4) if torch.equal(out[i], torch.rot90(x[i], k, dims=(-2, -1)))) for i in range(16)]
+    assert len(set(turns)) > 1, turns
+    again = aug(x[:16], torch.Generator().manual_seed(1))
+    assert torch.equal(again, out)                                        # seeded by the generator
 
 
 def test_bad_arguments_raise_clear_errors():
