@@ -156,6 +156,7 @@ class Visit:
     mathjax_error: str | None = None
     images: list[dict] = field(default_factory=list)
     output_images: int = 0
+    figure_scales: list[dict] = field(default_factory=list)        # displayed width / natural width per figure
     colab_links: list[str] = field(default_factory=list)
     hrefs: list[str] = field(default_factory=list)
     bib_entries: int = 0
@@ -179,6 +180,9 @@ COLLECT_JS = """() => {
     images: [...document.images].map(i => ({src: i.currentSrc || i.src, complete: i.complete,
                                              width: i.naturalWidth})),
     output_images: main.querySelectorAll('.cell_output img').length,
+    // figures as shown: how much the browser shrinks each one to fit the page (text in it shrinks alike)
+    figure_scales: [...main.querySelectorAll('.cell_output img')].filter(i => i.naturalWidth > 0)
+                     .map(i => ({src: i.currentSrc || i.src, scale: i.getBoundingClientRect().width / i.naturalWidth})),
     colab_links: [...document.querySelectorAll('a[href*="colab.research.google.com"]')]
                    .map(a => a.href),
     hrefs: [...document.querySelectorAll('a[href]')].map(a => a.href),
@@ -410,6 +414,35 @@ def test_architectures_page_shows_the_registry_as_a_table(browser, site):
     for column in ("symmetry", "kind", "behaviour", "error", "parameters"):
         assert column in table["header"], f"{page}: the architectures table has no {column!r} column: {table}"
     assert table["fits"], f"{page}: the architectures table is wider than the page; a reader must scroll: {table}"
+
+
+# A figure shrunk below this fraction of its drawn size has text smaller than about 8 px: unreadable.
+MIN_FIGURE_SCALE = 0.75
+# Pages whose figures are still drawn 10 to 13 inches wide (measured: shown at 0.64 to 0.69 of their size). Their
+# owners resize them (figsize about 7.5 inches wide), then take the page off this list: the strict marks fail
+# as soon as a listed page passes. Chapters 8 to 10 were not measured here (their figsizes say 10 to 12 inches),
+# so they are marked non-strict until someone measures them.
+WIDE_FIGURES_MEASURED = {"book/01_why_symmetry_matters", "book/02_group_actions", "book/04_weight_sharing"}
+WIDE_FIGURES_UNMEASURED = {"book/08_molecules", "book/09_equivariant_point_clouds", "book/10_common_confusions"}
+
+
+def _figure_pages():
+    for page in PAGES:
+        if page in WIDE_FIGURES_MEASURED | WIDE_FIGURES_UNMEASURED:
+            reason = "figures drawn wider than the page: resize them, then remove the page from WIDE_FIGURES_*"
+            yield pytest.param(page, marks=pytest.mark.xfail(strict=page in WIDE_FIGURES_MEASURED, reason=reason))
+        else:
+            yield page
+
+
+@pytest.mark.parametrize("page", list(_figure_pages()))
+def test_figures_are_readable_at_page_width(browser, site, page):
+    """Figures are drawn for the page: the browser does not have to shrink them (and their labels) much."""
+    v = visit(browser, site, page)
+    shrunk = [f"{f['src'].rsplit('/', 1)[-1]} shown at {f['scale']:.2f}" for f in v.figure_scales
+              if f["scale"] < MIN_FIGURE_SCALE]
+    assert not shrunk, (f"{page}: figures drawn too wide for the page (make figsize about 7.5 inches wide): "
+                        f"{shrunk}")
 
 
 @pytest.mark.parametrize("page", PAGES)
