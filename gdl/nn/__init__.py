@@ -10,6 +10,8 @@ from gdl.nn.gnn import GNN, AdjacencyMLP, GCNConv, GINConv, MPNNConv
 from gdl.nn.message_passing import MessagePassing, global_pool, scatter, scatter_softmax
 from gdl.nn.neighbours import radius_graph, triplets
 from gdl.nn.nequip import NequIP
+from gdl.nn.oriented_gcnn import OrientationFeatures, OrientedGCNN
+from gdl.nn.point_models import DistanceFeatures, InvariantPointModel, VectorFeatureModel, VectorPointModel
 from gdl.nn.schnet import SchNet
 from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
 from gdl.nn.steerable import FieldPool, GatedReLU, NormReLU, SteerableCNN, SteerableConv2d
@@ -33,4 +35,6 @@ __all__ = [
     "AttentionMessagePassing", "MultiHeadSelfAttention", "TransformerEncoder", "complete_graph",
     "EGNN", "EGNNLayer", "CoordinateGNN", "LinearDynamics", "NequIP", "SE3Transformer", "EnergyForcesVector",
     "EnergyForces", "atoms_batch", "radius_graph", "triplets", "SchNet", "DimeNetPlusPlus",
+    "OrientationFeatures", "OrientedGCNN", "DistanceFeatures", "InvariantPointModel", "VectorPointModel",
+    "VectorFeatureModel",
 ]
