@@ -200,16 +200,25 @@ class WorkerSession:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd=cwd, start_new_session=True,
                                      preexec_fn=_limiter(self.limits, cpu))
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
         threading.Thread(target=self._reader, args=(self.proc, self._queue), daemon=True).start()
         self.starts += 1
 
     def _reader(self, proc, q) -> None:
-        try:
+        """Messages -> a bounded queue (a submission flooding the channel blocks itself, never fills our memory)."""
+        def put(item) -> bool:
             while True:
-                q.put(read_message(proc.stdout, self.limits.message))
+                try:
+                    q.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    if self.proc is not proc or proc.poll() is not None:
+                        return False
+        try:
+            while put(read_message(proc.stdout, self.limits.message)):
+                pass
         except (EOFError, ProtocolError, OSError, ValueError) as e:
-            q.put(e)
+            put(e)
 
     def kill(self) -> None:
         if self.proc is not None:
