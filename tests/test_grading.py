@@ -332,3 +332,68 @@ def test_yes_no_answers_accept_bools_and_one_element_bool_tensors():
     for bad in (1, 0.0, "True", None, torch.tensor(1), torch.tensor([True, False])):
         with pytest.raises(AssertionError, match="not True or False"):
             as_bool(bad, "f")
+
+
+# --- the questions catch plausible mistakes (each must lose points, on the named questions) ------------------------
+def _lift_turning_the_other_way(x, w):
+    filters = torch.stack([torch.rot90(w, -r, dims=(0, 1)) for r in range(4)]).unsqueeze(1)
+    return torch.nn.functional.conv2d(x.unsqueeze(1), filters, padding=w.shape[-1] // 2)
+
+
+def _detector_with_loose_tolerance(model, n, c):
+    from gdl.groups import SetAction, SymmetricGroup
+    from gdl.testing import equivariance_error
+
+    Sn = SymmetricGroup(n)
+    return equivariance_error(model, torch.randn(4, n, c, dtype=torch.float64), group=Sn, in_action=SetAction(Sn),
+                              out_action=SetAction(Sn), atol=1e-2).passed
+
+
+def _latin_square_is_enough(table):
+    t = torch.as_tensor(table).long()
+    m = t.shape[0]
+    return all(torch.equal(torch.sort(r).values, torch.arange(m)) for r in torch.cat([t, t.T]))
+
+
+def _action_composed_the_wrong_way(table, perms):
+    t, p = torch.as_tensor(table).long(), torch.as_tensor(perms).long()
+    return all(torch.equal(p[t[g, h]], p[h][p[g]]) for g in range(len(p)) for h in range(len(p)))
+
+
+MUTANTS = {
+    "ex01 mean is not a new idea": ("ex01", {"invariant_3": lambda x: x.mean(-1)}, {"genuinely_different"}),
+    "ex01 min is invariant": ("ex01", {"not_invariant": lambda x: x.min(-1).values},
+                              {"counter_example_is_not_invariant", "counter_example_for_any_n"}),
+    "ex02 convolution, not correlation": ("ex02", {"circular_conv": lambda x, w: sum(
+        w[j] * torch.roll(x, j, dims=-1) for j in range(w.shape[0]))},
+        {"conv_known_value", "matrix_reproduces_conv", "conv_matches_reference"}),
+    "ex03 a Latin square is a group": ("ex03", {"is_group": _latin_square_is_enough},
+                                       {"subtraction_is_not_a_group", "group_axioms_on_hidden_tables"}),
+    "ex03 wrong composition order": ("ex03", {"is_action": _action_composed_the_wrong_way},
+                                     {"action_axioms_on_hidden_actions"}),
+    "ex04 loose tolerance": ("ex04", {"is_permutation_equivariant": _detector_with_loose_tolerance},
+                             {"catches_planted_violations"}),
+    "ex05 always 15": ("ex05", {"count_graph_layer_params": lambda n: 15}, {"graph_layer_counts"}),
+    "ex06 filters turned the other way": ("ex06", {"lift_c4": _lift_turning_the_other_way},
+                                          {"lift_is_equivariant", "lift_matches_reference"}),
+    "ex07 mean, not sum": ("ex07", {"deepsets_layer": lambda x, lam, gam: x @ lam + x.mean(1, keepdim=True) @ gam},
+                           {"layer_known_value", "layer_matches_reference"}),
+    "ex08 forces are +grad": ("ex08", {"forces": "plus_grad"}, {"forces_are_minus_the_gradient"}),
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
+def test_questions_catch_plausible_mistakes(mutant):
+    from gdl.grading import LocalSubmission, find_master
+
+    exercise_id, changes, failing = MUTANTS[mutant]
+    ex = load_exercise(find_master(MASTERS, exercise_id))
+    ns = dict(ex.reference)
+    if changes.get("forces") == "plus_grad":
+        def plus_grad(pos, energy=ex.reference["pair_energy"]):
+            pos = pos.detach().requires_grad_(True)
+            return torch.autograd.grad(energy(pos).sum(), pos)[0]
+        changes = {"forces": plus_grad}
+    ns.update(changes)
+    results = run_questions(ex.questions, LocalSubmission(ns), LocalSubmission(ex.reference), seed=4242)
+    assert {r["name"] for r in results if not r["passed"]} == failing, [(r["name"], r["message"]) for r in results]
