@@ -272,11 +272,13 @@ class CheckResult:
     __repr__ = __str__
 
 
-def check(exercise: str, namespace: dict | None = None, verbose: bool = True) -> CheckResult | None:
+def check(exercise: str, namespace: dict | None = None, verbose: bool = False) -> CheckResult | None:
     """Run the public questions of ``exercise`` against the functions of this notebook (the student's kernel).
 
     Run the notebook's test cell first (it defines the questions). Works anywhere ``gdl`` is installed (Colab too);
-    inside the grader's worker it does nothing, since the grader runs its own copy of the questions.
+    inside the grader's worker it does nothing, since the grader runs its own copy of the questions. Returns a
+    :class:`CheckResult`, which a notebook displays as a PASS/FAIL list when ``check(...)`` ends the cell
+    (``verbose=True`` prints it as well).
     """
     if os.environ.get("GDL_GRADING_WORKER"):
         return None

@@ -82,7 +82,7 @@ _PAGE_HEAD = """# Exercises
 
 Eight exercises, one per idea of the course, each a notebook you can run locally or on Colab. Each one states
 the task, leaves functions for you to write, and ends with public checks that you run yourself:
-`check("ex01")` prints which checks pass. The grader runs the same public checks plus hidden ones with fresh
+`check("ex01")` shows which checks pass. The grader runs the same public checks plus hidden ones with fresh
 random inputs, in a sandbox. The notebooks live in `exercises/student/` of the repository: open one in Jupyter,
 or in Colab through *File > Open notebook > GitHub* (its first cell installs `gdl` there). How grading works is
 described in `exercises/README.md`.
