@@ -73,7 +73,8 @@ class CosineCutoff(nn.Module):
         self.cutoff = float(cutoff)
 
     def forward(self, dist: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (torch.cos(dist * math.pi / self.cutoff) + 1.0) * (dist < self.cutoff).to(dist.dtype)
+        # clamping at r_c gives cos(pi) = -1, i.e. exactly 0 beyond the cutoff, in one op instead of a mask
+        return 0.5 * (torch.cos(dist.clamp(max=self.cutoff) * (math.pi / self.cutoff)) + 1.0)
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff:g}"
