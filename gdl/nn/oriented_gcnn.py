@@ -82,10 +82,5 @@ class OrientedGCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))                # (B, num_classes)
 
-    def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-
-    def extra_repr(self) -> str:
-        return f"group={self.group}, params={sum(p.numel() for p in self.parameters())}"
+    reset_parameters = GCNN.reset_parameters       # re-initialise every sub-module
+    extra_repr = GCNN.extra_repr
