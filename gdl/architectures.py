@@ -287,11 +287,10 @@ ARCHITECTURES: list[Architecture] = [
         out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector", vector="graph vector"),
         module="gdl.nn.se3_transformer", reference="Fuchs et al. 2020"),
     Architecture(
-        "SchNet / DimeNet", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
-        "Invariant energy from invariant features (distances, angles); forces -dE/dx equivariant",
+        "SchNet", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
+        "Invariant energy from invariant features (interatomic distances); forces -dE/dx equivariant",
         builder=_schnet, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
-        out_action=_energy_forces_action, module="gdl.nn.schnet",
-        reference="Schuett et al. 2017; Gasteiger et al. 2020"),
+        out_action=_energy_forces_action, module="gdl.nn.schnet", reference="Schuett et al. 2017"),
     Architecture(
         "DimeNet++", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
         "Invariant energy from distances and angles (directional messages); forces -dE/dx equivariant",

@@ -149,7 +149,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
-            bar.set_postfix(val_loss=f"{v:.3g}")
+            bar.set_postfix(val_loss=f"{v:.3g}", refresh=False)   # shown at the bar's next (rate-limited) refresh
             if patience is not None and waited >= patience:
                 break
     if best_state is not None:

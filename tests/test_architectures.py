@@ -32,7 +32,7 @@ def test_implemented_architecture_is_equivariant(row, dtype):
 
 def test_source_table_rows_are_all_present():
     names = {r.name for r in arch.ARCHITECTURES}
-    for name in ["CNN", "GNN", "Transformer", "Steerable CNN (C8)", "SE(3)-Transformer", "SchNet / DimeNet",
+    for name in ["CNN", "GNN", "Transformer", "Steerable CNN (C8)", "SE(3)-Transformer", "SchNet", "DimeNet++",
                  "DeepSets", "G-CNN (p4)", "G-CNN (p4m)"]:
         assert name in names
     for row in arch.ARCHITECTURES:
