@@ -223,9 +223,10 @@ def _se3_group(sample):
 
 
 def _se3_transformer():
-    from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
+    from gdl.nn.atomistic import EnergyForces
+    from gdl.nn.se3_transformer import SE3Transformer
 
-    return EnergyForcesVector(SE3Transformer(num_types=10, channels=4, num_layers=2, cutoff=3.0))
+    return EnergyForces(SE3Transformer(num_types=10, channels=4, num_layers=2, cutoff=3.0))
 
 
 def _nequip():

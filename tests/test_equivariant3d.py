@@ -234,10 +234,10 @@ def test_egnn_small():
 
 # --- SE(3)-Transformer -------------------------------------------------------------------------------
 def se3t(**kw):
-    from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
+    from gdl.nn.se3_transformer import SE3Transformer
 
     torch.manual_seed(0)
-    return EnergyForcesVector(SE3Transformer(**{"channels": 4, "num_layers": 2, "cutoff": 3.0, **kw}))
+    return EnergyForces(SE3Transformer(**{"channels": 4, "num_layers": 2, "cutoff": 3.0, **kw}))
 
 
 def rigid_symmetry(batch, geometric):

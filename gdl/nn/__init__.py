@@ -13,7 +13,7 @@ from gdl.nn.nequip import NequIP
 from gdl.nn.oriented_gcnn import OrientationFeatures, OrientedGCNN
 from gdl.nn.point_models import DistanceFeatures, InvariantPointModel, VectorFeatureModel, VectorPointModel
 from gdl.nn.schnet import SchNet
-from gdl.nn.se3_transformer import EnergyForcesVector, SE3Transformer
+from gdl.nn.se3_transformer import SE3Transformer
 from gdl.nn.steerable import FieldPool, GatedReLU, NormReLU, SteerableCNN, SteerableConv2d
 from gdl.nn.transformer import AttentionMessagePassing, MultiHeadSelfAttention, TransformerEncoder, complete_graph
 
@@ -33,7 +33,7 @@ __all__ = [
     "GNN", "AdjacencyMLP", "GCNConv", "GINConv", "MPNNConv",
     "DeepSets", "DeepSetsLayer", "GRUSetBaseline",
     "AttentionMessagePassing", "MultiHeadSelfAttention", "TransformerEncoder", "complete_graph",
-    "EGNN", "EGNNLayer", "CoordinateGNN", "LinearDynamics", "NequIP", "SE3Transformer", "EnergyForcesVector",
+    "EGNN", "EGNNLayer", "CoordinateGNN", "LinearDynamics", "NequIP", "SE3Transformer",
     "EnergyForces", "atoms_batch", "radius_graph", "triplets", "SchNet", "DimeNetPlusPlus",
     "OrientationFeatures", "OrientedGCNN", "DistanceFeatures", "InvariantPointModel", "VectorPointModel",
     "VectorFeatureModel",

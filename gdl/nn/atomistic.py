@@ -140,15 +140,16 @@ class EnergyForces(nn.Module):
     in eval mode it is not, and forces come out detached (energies keep their graph).
 
     Args:
-        model: ``model(batch)`` returns ``(B,)`` energies, or a dict with ``"energy"`` ``(B,)`` and optionally
-            ``"charges"`` ``(N,)``.
+        model: ``model(batch)`` returns ``(B,)`` energies, or a dict with ``"energy"`` ``(B,)``, optionally
+            ``"charges"`` ``(N,)``, and any other outputs (e.g. the SE(3)-Transformer's ``"vector"``), which are
+            passed through unchanged.
         forces: compute forces (default ``True``).
         scale, shift: :math:`s` and the per-atom :math:`\\mu` (see :func:`energy_statistics`), so the inner model
             learns numbers of order one.
 
     Shapes:
         input: a GraphBatch with ``pos`` (N, 3), ``z`` (N,); output: ``energy`` (B,), ``forces`` (N, 3),
-        ``dipole`` (B, 3) if the model returns ``charges``.
+        ``dipole`` (B, 3) if the model returns ``charges``, and the model's other outputs.
     """
 
     def __init__(self, model: nn.Module, forces: bool = True, scale: float = 1.0, shift: float = 0.0):
@@ -166,8 +167,9 @@ class EnergyForces(nn.Module):
                 pos = pos.detach().requires_grad_(True)
                 batch = batch.replace(pos=pos)
             raw = self.model(batch)
-            charges = None
+            charges, extras = None, {}
             if isinstance(raw, dict):
+                extras = {k: v for k, v in raw.items() if k not in ("energy", "charges")}
                 charges = raw.get("charges")
                 raw = raw["energy"]
             if raw.shape != (batch.num_graphs,):
@@ -182,7 +184,7 @@ class EnergyForces(nn.Module):
         if charges is not None:
             q = charges - scatter_mean(charges, batch.batch, batch.num_graphs)[batch.batch]
             out["dipole"] = scatter_sum(q[:, None] * batch.pos, batch.batch, batch.num_graphs)
-        return out
+        return {**out, **extras}
 
     @property
     def num_types(self) -> int | None:

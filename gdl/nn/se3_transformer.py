@@ -34,11 +34,11 @@ import math
 import torch
 from torch import nn
 
-from gdl.nn.atomistic import MAX_Z, EnergyForces, check_atoms, neighbour_edges
+from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_softmax, scatter_sum
 from gdl.nn.nequip import EdgeGeometry, ExactClebschGordan, _e3nn, _mlp
 
-__all__ = ["SE3AttentionLayer", "SE3Transformer", "EnergyForcesVector"]
+__all__ = ["SE3AttentionLayer", "SE3Transformer"]
 
 
 def _split_heads(x: torch.Tensor, irreps, heads: int) -> torch.Tensor:
@@ -164,39 +164,3 @@ class SE3Transformer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_types={self.num_types}, cutoff={self.cutoff}, parity={self.parity}"
-
-
-class _KeepExtras(nn.Module):
-    """Passes ``energy`` (and ``charges``) on to :class:`EnergyForces` and keeps the model's other outputs."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.extras: dict[str, torch.Tensor] = {}
-
-    @property
-    def num_types(self):
-        return getattr(self.model, "num_types", None)
-
-    def forward(self, batch):
-        out = self.model(batch)
-        self.extras = {k: v for k, v in out.items() if k not in ("energy", "charges")}
-        return {k: out[k] for k in ("energy", "charges") if k in out}
-
-
-class EnergyForcesVector(nn.Module):
-    """:class:`gdl.nn.atomistic.EnergyForces` for models that return more than an energy (e.g. the
-    SE(3)-Transformer's ``vector``): ``{"energy", "forces"} | extras``, one forward pass.
-
-    Shapes: as the wrapped model, plus ``forces`` (N, 3).
-    """
-
-    def __init__(self, model: nn.Module, **kwargs):
-        super().__init__()
-        self.energy_forces = EnergyForces(_KeepExtras(model), **kwargs)
-
-    def forward(self, batch) -> dict[str, torch.Tensor]:
-        out = self.energy_forces(batch)
-        extras = self.energy_forces.model.extras
-        self.energy_forces.model.extras = {}
-        return {**out, **extras}
