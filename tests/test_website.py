@@ -418,24 +418,9 @@ def test_architectures_page_shows_the_registry_as_a_table(browser, site):
 
 # A figure shrunk below this fraction of its drawn size has text smaller than about 8 px: unreadable.
 MIN_FIGURE_SCALE = 0.75
-# Pages whose figures are still drawn 10 to 13 inches wide (measured: shown at 0.64 to 0.69 of their size). Their
-# owners resize them (figsize about 7.5 inches wide), then take the page off this list: the strict marks fail
-# as soon as a listed page passes. Chapters 8 to 10 were not measured here (their figsizes say 10 to 12 inches),
-# so they are marked non-strict until someone measures them.
-WIDE_FIGURES_MEASURED: set[str] = set()   # 01, 02, 04 resized (PNGs at most 740 px wide); not browser-measured yet
-WIDE_FIGURES_UNMEASURED = {"book/08_molecules", "book/09_equivariant_point_clouds", "book/10_common_confusions"}
 
 
-def _figure_pages():
-    for page in PAGES:
-        if page in WIDE_FIGURES_MEASURED | WIDE_FIGURES_UNMEASURED:
-            reason = "figures drawn wider than the page: resize them, then remove the page from WIDE_FIGURES_*"
-            yield pytest.param(page, marks=pytest.mark.xfail(strict=page in WIDE_FIGURES_MEASURED, reason=reason))
-        else:
-            yield page
-
-
-@pytest.mark.parametrize("page", list(_figure_pages()))
+@pytest.mark.parametrize("page", PAGES)
 def test_figures_are_readable_at_page_width(browser, site, page):
     """Figures are drawn for the page: the browser does not have to shrink them (and their labels) much."""
     v = visit(browser, site, page)
