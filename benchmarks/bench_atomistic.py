@@ -21,32 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
-import statistics
-import time
 
 import torch
+from _common import add_common_arguments, energy_step, ethanol_batch, force_step, round_robin, set_up, timed
 
-from gdl.data import collate
 from gdl.nn import EnergyForces, SchNet
 from gdl.nn.neighbours import radius_graph
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _ethanol_batch(n: int, device: torch.device, seed: int = 0):
-    from ase.build import molecule
-
-    g = torch.Generator().manual_seed(seed)
-    base = torch.as_tensor(molecule("CH3CH2OH").get_positions(), dtype=torch.float32)
-    z = torch.as_tensor(molecule("CH3CH2OH").get_atomic_numbers())
-    items = [{"pos": base + 0.1 * torch.randn(base.shape, generator=g), "z": z} for _ in range(n)]
-    batch = collate(items).to(device)
-    return batch.replace(energy=torch.randn(n, generator=g).to(device),
-                         forces=torch.randn(batch.num_nodes, 3, generator=g).to(device))
 
 
 class PyGEnergy(torch.nn.Module):
@@ -71,15 +51,8 @@ def _pyg_schnet(args):
                      num_gaussians=args.gaussians, cutoff=args.cutoff, interaction_graph=interaction_graph)
 
 
-def _energy_step(model, batch):
-    model.forces = False
-    model(batch)["energy"].sum().backward()
 
 
-def _force_step(model, batch):
-    model.forces = True
-    out = model(batch)
-    ((out["energy"] - batch.energy) ** 2).mean().add(((out["forces"] - batch.forces) ** 2).mean()).backward()
 
 
 def bench_schnet(args, device) -> None:
@@ -95,7 +68,7 @@ def bench_schnet(args, device) -> None:
     if theirs is not None:
         theirs.load_state_dict(ours.state_dict())
         models["PyG SchNet (same radius graph)"] = EnergyForces(PyGEnergy(theirs)).to(device).train()
-    batch = _ethanol_batch(args.molecules, device)
+    batch = ethanol_batch(args.molecules, device)
     if theirs is not None:
         with torch.no_grad():
             a, b = (m.eval()(batch)["energy"].detach() for m in models.values())
@@ -108,19 +81,9 @@ def bench_schnet(args, device) -> None:
           f"{args.warmup} warm-up passes, round-robin\n")
     print("| pass | model | median time (ms) | time / gdl |")
     print("|---|---|---:|---:|")
-    for label, step in (("energy: forward + backward", _energy_step),
-                        ("energy + forces: training step (double backward)", _force_step)):
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for i in range(args.warmup + args.repeats):
-            for name, m in models.items():
-                m.zero_grad(set_to_none=True)
-                _sync(device)
-                start = time.perf_counter()
-                step(m, batch)
-                _sync(device)
-                if i >= args.warmup:
-                    times[name].append(time.perf_counter() - start)
-        med = {name: statistics.median(ts) for name, ts in times.items()}
+    for label, step in (("energy: forward + backward", energy_step),
+                        ("energy + forces: training step (double backward)", force_step)):
+        med = round_robin(models, step, batch, args.repeats, args.warmup, device)
         for name, t in med.items():
             print(f"| {label} | {name} | {1e3 * t:.2f} | {t / med['gdl SchNet']:.2f} |")
 
@@ -138,11 +101,8 @@ def bench_neighbours(args, device) -> None:
         for method in results:
             best = math.inf
             for _ in range(args.nl_repeats):
-                _sync(device)
-                start = time.perf_counter()
-                ei = radius_graph(pos, args.cutoff, method=method)
-                _sync(device)
-                best = min(best, time.perf_counter() - start)
+                best = min(best, timed(lambda m=method, p=pos: radius_graph(p, args.cutoff, method=m), device))
+            ei = radius_graph(pos, args.cutoff, method=method)
             row[method] = best
             results[method].append(best)
         print(f"| {n} | {ei.shape[1]} | {1e3 * row['dense']:.2f} | {1e3 * row['cells']:.2f} |")
@@ -154,23 +114,16 @@ def bench_neighbours(args, device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_common_arguments(parser, repeats=21, warmup=3)
     parser.add_argument("--molecules", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--interactions", type=int, default=3)
     parser.add_argument("--gaussians", type=int, default=50)
     parser.add_argument("--cutoff", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--atoms", default="100,300,1000,3000,6000", help="system sizes for the radius graph")
     parser.add_argument("--nl-repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    print(f"device: {device.type} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    device = set_up(args)
     bench_schnet(args, device)
     bench_neighbours(args, device)
 

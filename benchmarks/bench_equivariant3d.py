@@ -20,34 +20,18 @@ training step: forces by autograd with ``create_graph=True``, a loss on both, ba
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
 import torch
+from _common import add_common_arguments, energy_step, ethanol_batch, force_step, round_robin, set_up
 
-from gdl.data import collate
 from gdl.nn import EnergyForces, NequIP
 from gdl.nn.neighbours import radius_graph
 
 TYPES = (1, 6, 8)           # H, C, O: the one-hot atom types e3nn's network takes as node attributes
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def _ethanol_batch(n: int, device: torch.device, seed: int = 0):
-    from ase.build import molecule
-
-    g = torch.Generator().manual_seed(seed)
-    base = torch.as_tensor(molecule("CH3CH2OH").get_positions(), dtype=torch.float32)
-    z = torch.as_tensor(molecule("CH3CH2OH").get_atomic_numbers())
-    items = [{"pos": base + 0.1 * torch.randn(base.shape, generator=g), "z": z} for _ in range(n)]
-    batch = collate(items).to(device)
-    return batch.replace(energy=torch.randn(n, generator=g).to(device),
-                         forces=torch.randn(batch.num_nodes, 3, generator=g).to(device))
 
 
 class E3nnEnergy(torch.nn.Module):
@@ -71,15 +55,8 @@ class E3nnEnergy(torch.nn.Module):
         return self.net({"pos": batch.pos, "z": onehot, "batch": batch.batch}).squeeze(-1) * 9.0**0.5
 
 
-def _energy_step(model, batch):
-    model.forces = False
-    model(batch)["energy"].sum().backward()
 
 
-def _force_step(model, batch):
-    model.forces = True
-    out = model(batch)
-    ((out["energy"] - batch.energy) ** 2).mean().add(((out["forces"] - batch.forces) ** 2).mean()).backward()
 
 
 def _models(args) -> dict[str, torch.nn.Module]:
@@ -119,27 +96,19 @@ def _models(args) -> dict[str, torch.nn.Module]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_common_arguments(parser, repeats=11, warmup=2)
     parser.add_argument("--molecules", type=int, default=32)
     parser.add_argument("--irreps", default="16x0e + 8x1o + 8x1e", help="hidden irreps of both NequIP-like models")
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--basis", type=int, default=8)
     parser.add_argument("--radial", type=int, default=16)
     parser.add_argument("--cutoff", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     import e3nn
 
-    print(f"device: {device.type} ({dev_name}), torch {torch.__version__}, e3nn {e3nn.__version__}, "
-          f"threads {torch.get_num_threads()}")
+    device = set_up(args, f"e3nn {e3nn.__version__}")
     models = {name: m.to(device).train() for name, m in _models(args).items()}
-    batch = _ethanol_batch(args.molecules, device)
+    batch = ethanol_batch(args.molecules, device)
     edges = radius_graph(batch.pos, args.cutoff, batch.batch).shape[1]
     print(f"batch: {args.molecules} ethanol molecules ({batch.num_nodes} atoms, {edges} edges within "
           f"{args.cutoff} A), hidden irreps {args.irreps}, {args.layers} gated layers, l <= 2, {args.basis} radial "
@@ -148,19 +117,9 @@ def main() -> None:
     reference = "gdl NequIP-style"
     print("| pass | model | parameters | median time (ms) | time / gdl NequIP-style |")
     print("|---|---|---:|---:|---:|")
-    for label, step in (("energy: forward + backward", _energy_step),
-                        ("energy + forces: training step (double backward)", _force_step)):
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for i in range(args.warmup + args.repeats):
-            for name, m in models.items():
-                m.zero_grad(set_to_none=True)
-                _sync(device)
-                start = time.perf_counter()
-                step(m, batch)
-                _sync(device)
-                if i >= args.warmup:
-                    times[name].append(time.perf_counter() - start)
-        med = {name: statistics.median(ts) for name, ts in times.items()}
+    for label, step in (("energy: forward + backward", energy_step),
+                        ("energy + forces: training step (double backward)", force_step)):
+        med = round_robin(models, step, batch, args.repeats, args.warmup, device)
         for name, t in med.items():
             n_params = sum(p.numel() for p in models[name].parameters())
             print(f"| {label} | {name} | {n_params} | {1e3 * t:.2f} | {t / med[reference]:.2f} |")

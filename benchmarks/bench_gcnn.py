@@ -18,27 +18,13 @@ alike; the ratios are the output. This is a measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import time
 
 import torch
+from _common import add_common_arguments, round_robin, set_up, timed
 from torch import nn
 
 from gdl.nn import GroupConv2d
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _step(module: nn.Module, x: torch.Tensor, device: torch.device) -> float:
-    start = time.perf_counter()
-    out = module(x)
-    out.square().mean().backward()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def _escnn_conv(fields: int, kernel_size: int):
@@ -64,18 +50,13 @@ def _escnn_conv(fields: int, kernel_size: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_common_arguments(parser, repeats=30, warmup=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--fields", type=int, default=16, help="regular p4 fields in and out (channels / 4)")
     parser.add_argument("--size", type=int, default=32, help="image side")
     parser.add_argument("--kernel", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = set_up(args)
     torch.manual_seed(0)
     C, k = args.fields, args.kernel
     models = {
@@ -88,17 +69,8 @@ def main() -> None:
     for m in models.values():
         m.to(device).train()
     x = torch.randn(args.batch, 4 * C, args.size, args.size, device=device)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for i in range(args.warmup + args.repeats):
-        for name, m in models.items():
-            m.zero_grad(set_to_none=True)
-            t = _step(m, x, device)
-            if i >= args.warmup:
-                times[name].append(t)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+    med = round_robin(models, lambda m, x: m(x).square().mean().backward(), x, args.repeats, args.warmup, device)
     base = med["gdl GroupConv2d (p4)"]
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    print(f"device: {device.type} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"input (B={args.batch}, C={4 * C}, H=W={args.size}), kernel {k}x{k}, "
           f"median of {args.repeats} forward+backward passes after {args.warmup} warm-up passes\n")
     print("| layer | median time (ms) | time / gdl GroupConv2d |")
@@ -112,11 +84,9 @@ def main() -> None:
     exp_times: dict[str, list[float]] = {name: [] for name in expand}
     for i in range(args.warmup + args.repeats):
         for name, fn in expand.items():
-            start = time.perf_counter()
-            fn().sum().backward()
-            _sync(device)
+            t = timed(lambda fn=fn: fn().sum().backward(), device)
             if i >= args.warmup:
-                exp_times[name].append(time.perf_counter() - start)
+                exp_times[name].append(t)
     print("\n| filter expansion only (forward + backward) | median time (ms) |")
     print("|---|---|")
     for name, ts in exp_times.items():

@@ -14,50 +14,30 @@ Ratios gdl / PyG are the output (goal: at most 1.10). A measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
 import torch
+from _common import add_common_arguments, round_robin, set_up
 from torch import nn
 
 from gdl.data import random_graph_batch
 from gdl.nn import GCNConv, GINConv
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _step(module: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    module(x, edge_index).square().mean().backward()
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_common_arguments(parser, repeats=50, warmup=5)
     parser.add_argument("--graphs", type=int, default=64)
     parser.add_argument("--min-nodes", type=int, default=20)
     parser.add_argument("--max-nodes", type=int, default=40)
     parser.add_argument("--degree", type=float, default=8.0, help="expected mean degree")
     parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     try:
         import torch_geometric
         from torch_geometric import nn as pyg
     except ImportError as err:
         raise SystemExit("this benchmark compares with PyTorch Geometric: pip install torch_geometric") from err
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = set_up(args, f"torch_geometric {torch_geometric.__version__}")
     g = torch.Generator().manual_seed(0)
     sizes = torch.randint(args.min_nodes, args.max_nodes + 1, (args.graphs,), generator=g).tolist()
     p = args.degree / (sum(sizes) / len(sizes) - 1)
@@ -79,17 +59,8 @@ def main() -> None:
         diff_gcn = (gcn(x, ei) - pyg_gcn(x, ei)).abs().max().item()
         diff_gin = (gin(x, ei) - pyg_gin(x, ei)).abs().max().item()
 
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for i in range(args.warmup + args.repeats):
-        for name, m in models.items():
-            m.zero_grad(set_to_none=True)
-            t = _step(m, x, ei, device)
-            if i >= args.warmup:
-                times[name].append(t)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    print(f"device: {device.type} ({dev_name}), torch {torch.__version__}, torch_geometric "
-          f"{torch_geometric.__version__}, threads {torch.get_num_threads()}")
+    med = round_robin(models, lambda m, data: m(*data).square().mean().backward(), (x, ei), args.repeats,
+                      args.warmup, device)
     print(f"batch: {batch.num_graphs} graphs, N={batch.num_nodes} nodes, E={batch.num_edges} directed edges, "
           f"C={C} channels in and out; median of {args.repeats} forward+backward passes after {args.warmup} "
           f"warm-up passes\n")
