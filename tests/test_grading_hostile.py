@@ -351,7 +351,7 @@ def test_killing_the_parent(course, tmp_path):
 HUGE = '''
 import torch
 print("x" * 50_000_000)
-with open("/tmp/big.txt", "w") as f:
+with open("big.txt", "w") as f:                  # in the worker's scratch folder
     for _ in range(100):
         f.write("y" * 1_000_000)
 '''

@@ -98,6 +98,10 @@ def sandbox_description(unsafe: bool = False) -> str:
     return f"{_PROBE['bwrap']}: no network, own PID/IPC/UTS namespaces, read-only system, {who}"
 
 
+#: Where the worker's private scratch folder (its home, with the submission) appears inside the sandbox.
+SANDBOX_HOME = "/gdl-sandbox"
+
+
 def _namespace_flags() -> list[str]:
     if os.geteuid() == 0:   # real root: mount namespace without a user namespace, then the worker drops to nobody
         return ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -133,10 +137,12 @@ def _sandbox_command(scratch: str, argv: list[str]) -> list[str]:
         cmd += ["--perms", "0755", "--dir", d]
     for r in roots:
         cmd += ["--ro-bind", r, r]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--bind", scratch, "/tmp",
-            "--ro-bind", os.path.join(scratch, "submission.ipynb"), "/tmp/submission.ipynb",
-            "--chdir", "/tmp", "--clearenv"]
-    for k, v in _worker_env("/tmp").items():
+    # the scratch folder gets a mount point of its own: binding it over /tmp would hide a venv or checkout that
+    # lives under /tmp (a CI runner's clone, say)
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--bind", scratch, SANDBOX_HOME,
+            "--ro-bind", os.path.join(scratch, "submission.ipynb"), f"{SANDBOX_HOME}/submission.ipynb",
+            "--chdir", SANDBOX_HOME, "--clearenv"]
+    for k, v in _worker_env(SANDBOX_HOME).items():
         cmd += ["--setenv", k, v]
     return cmd + ["--", sys.executable, "-I", "-m", "gdl.grading._worker", *argv]
 
@@ -189,7 +195,7 @@ class WorkerSession:
         os.chmod(self._scratch, 0o1777)
         shutil.copyfile(self.notebook, os.path.join(self._scratch, "submission.ipynb"))
         os.chmod(os.path.join(self._scratch, "submission.ipynb"), 0o444)
-        argv = ["submission.ipynb" if self.unsafe else "/tmp/submission.ipynb",
+        argv = ["submission.ipynb" if self.unsafe else f"{SANDBOX_HOME}/submission.ipynb",
                 "--skip", ",".join(map(str, sorted(self.skip)))]
         cpu = int(self.timeouts.submission) + 10
         if self.unsafe:
