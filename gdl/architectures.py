@@ -19,7 +19,7 @@ Rows on structured data (batches of graphs, sets or molecules) state the group a
 the sample input, since a batch's node relabellings depend on its graph sizes::
 
     group=lambda sample: ProductGroup(E3(), BatchSymmetricGroup(sample.sizes)),
-    in_action=lambda G: FieldsAction(G, pos="point"),
+    in_action=_positions_action,
     out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector"),
 
 Every row, old and new, goes through :func:`build` and :func:`gdl.testing.equivariance_error`: the table and
@@ -192,6 +192,11 @@ def _atomistic_group(sample):
     return ProductGroup(E3(), BatchSymmetricGroup(sample.sizes))
 
 
+def _positions_action(G):
+    """Atom positions are points, x -> Qx + t; atom types and other input fields are scalars."""
+    return FieldsAction(G, pos="point")
+
+
 def _energy_forces_action(G):
     return FieldsAction(G, energy="graph scalar", forces="node vector")
 
@@ -284,23 +289,23 @@ ARCHITECTURES: list[Architecture] = [
     Architecture(
         "SE(3)-Transformer", "Rotation + translation", _se3_group, "equivariant", "Molecules, proteins",
         "Equivariant on 3D coordinates: invariant energy, forces and a vector output rotate with the input",
-        builder=_se3_transformer, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        builder=_se3_transformer, sample_input=_atomistic_sample, in_action=_positions_action,
         out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector", vector="graph vector"),
         module="gdl.nn.se3_transformer", reference="Fuchs et al. 2020"),
     Architecture(
         "SchNet", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
         "Invariant energy from invariant features (interatomic distances); forces -dE/dx equivariant",
-        builder=_schnet, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        builder=_schnet, sample_input=_atomistic_sample, in_action=_positions_action,
         out_action=_energy_forces_action, module="gdl.nn.schnet", reference="Schuett et al. 2017"),
     Architecture(
         "DimeNet++", "E(3) (Euclidean group)", _atomistic_group, "invariant", "Molecular dynamics",
         "Invariant energy from distances and angles (directional messages); forces -dE/dx equivariant",
-        builder=_dimenet, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        builder=_dimenet, sample_input=_atomistic_sample, in_action=_positions_action,
         out_action=_energy_forces_action, module="gdl.nn.dimenet", reference="Gasteiger et al. 2020"),
     Architecture(
         "NequIP-style", "E(3) (Euclidean group)", _atomistic_group, "equivariant", "Molecular dynamics",
         "Equivariant features (e3nn irreps, tensor products); invariant energy; forces and dipole equivariant",
-        builder=_nequip, sample_input=_atomistic_sample, in_action=lambda G: FieldsAction(G, pos="point"),
+        builder=_nequip, sample_input=_atomistic_sample, in_action=_positions_action,
         out_action=lambda G: FieldsAction(G, energy="graph scalar", forces="node vector", dipole="graph vector"),
         module="gdl.nn.nequip", reference="Batzner et al. 2022"),
     Architecture(

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from gdl.grading._notebook import NOT_TESTS, code_cells, exercise_id, read_notebook
-from gdl.grading._protocol import ProtocolError, decode_value, encode_value
+from gdl.grading._protocol import ProtocolError, decode_value, encode_value, to_torch
 from gdl.grading._sandbox import CallTimeout, StudentError, SubmissionTimeout, WorkerCrashed
 from gdl.grading._worker import short
 
@@ -95,14 +95,6 @@ def as_bool(value, what: str) -> bool:
 
 
 # --- submissions: the same interface locally (self-check, reference) and remotely (sandboxed worker) -----------
-def _to_torch(v):
-    if isinstance(v, np.ndarray):
-        return torch.from_numpy(v)
-    if isinstance(v, list):
-        return [_to_torch(x) for x in v]
-    return v
-
-
 class _Proxy:
     def function(self, name: str) -> Callable:
         def f(*args, **kwargs):
@@ -131,8 +123,8 @@ class LocalSubmission(_Proxy):
         desc = encode_value(list(args), arrays)
         kdesc = {k: encode_value(v, arrays) for k, v in kwargs.items()}
         arrays = [np.array(a) for a in arrays]
-        a = _to_torch(decode_value(desc, arrays, builders=self.builders))
-        kw = {k: _to_torch(decode_value(v, arrays, builders=self.builders)) for k, v in kdesc.items()}
+        a = to_torch(decode_value(desc, arrays, builders=self.builders))
+        kw = {k: to_torch(decode_value(v, arrays, builders=self.builders)) for k, v in kdesc.items()}
         try:
             with torch.enable_grad():      # as in the worker, whatever context the question runs in
                 value = fn(*a, **kw)
@@ -140,7 +132,7 @@ class LocalSubmission(_Proxy):
             raise StudentError(short(f"{type(e).__name__}: {e}")) from None
         out: list = []
         vdesc = encode_value(value, out)
-        return _to_torch(decode_value(vdesc, [np.array(x) for x in out]))
+        return to_torch(decode_value(vdesc, [np.array(x) for x in out]))
 
 
 class RemoteSubmission(_Proxy):
@@ -150,7 +142,7 @@ class RemoteSubmission(_Proxy):
         self.session = session
 
     def call(self, name, *args, **kwargs):
-        return _to_torch(self.session.call(name, *args, **kwargs))
+        return to_torch(self.session.call(name, *args, **kwargs))
 
 
 # --- exercises ------------------------------------------------------------------------------------------------

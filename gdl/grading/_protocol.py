@@ -137,6 +137,17 @@ def encode_value(value: Any, arrays: list, depth: int = 0, limits: Limits = Limi
                         f"numbers, booleans, strings, None and lists of them)")
 
 
+def to_torch(value: Any) -> Any:
+    """A decoded value with its arrays as torch tensors (lists element by element); anything else unchanged."""
+    import torch
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, list):
+        return [to_torch(v) for v in value]
+    return value
+
+
 def decode_value(desc: Any, arrays: list[np.ndarray], depth: int = 0, limits: Limits = Limits(),
                  builders: dict | None = None) -> Any:
     """Inverse of :func:`encode_value` (``build`` entries only when ``builders`` is given)."""

@@ -61,7 +61,14 @@ def main(argv: list[str]) -> None:
     if not keep_user:
         _drop_privileges()
 
-    from gdl.grading._protocol import ProtocolError, decode_value, encode_value, read_message, write_message
+    from gdl.grading._protocol import (
+        ProtocolError,
+        decode_value,
+        encode_value,
+        read_message,
+        to_torch,
+        write_message,
+    )
 
     def send(header, arrays=()):
         write_message(proto_out, header, arrays)
@@ -76,8 +83,9 @@ def main(argv: list[str]) -> None:
     else:
         send({"event": "notebook", "status": "ok", "n_cells": len(cells)})
 
-    import numpy as np
-    import torch
+    # loaded before the student's cells, so their import time is not charged to the first cell's timeout
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
 
     ns: dict = {"__name__": "__main__", "display": lambda *a, **k: None}
     for i, cell in enumerate(cells):
@@ -93,13 +101,6 @@ def main(argv: list[str]) -> None:
     send({"event": "cells_done"})
 
     from gdl.grading.catalogue import BUILDERS
-
-    def to_torch(v):
-        if isinstance(v, np.ndarray):
-            return torch.from_numpy(v)
-        if isinstance(v, list):
-            return [to_torch(x) for x in v]
-        return v
 
     while True:
         try:
