@@ -221,7 +221,9 @@ class GraphBatch:
         """Graph ``b`` alone, as a batch of one."""
         if not 0 <= b < self.num_graphs:
             raise IndexError(f"graph index {b} out of range for a batch of {self.num_graphs} graphs")
-        ptr = self.ptr
+        return self._graph(b, self.ptr)
+
+    def _graph(self, b: int, ptr: torch.Tensor) -> GraphBatch:
         lo, hi = int(ptr[b]), int(ptr[b + 1])
         node = {k: t[lo:hi] for k, t in self._data["node"].items()}
         graph = {k: t[b:b + 1] for k, t in self._data["graph"].items()}
@@ -234,13 +236,14 @@ class GraphBatch:
 
     def split(self) -> list[GraphBatch]:
         """The graphs of the batch, each as a batch of one."""
-        return [self.graph(b) for b in range(self.num_graphs)]
+        ptr = self.ptr                                    # once, not once per graph
+        return [self._graph(b, ptr) for b in range(self.num_graphs)]
 
     # --- padded layout (B, N_max, ...) -------------------------------------------------------------
     def to_padded(self, key: str, fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Node field ``key`` as ``(B, N_max, ...)`` with the valid entries first in each row, and the boolean
         mask ``(B, N_max)`` of valid entries."""
-        x = self.fields("node")[key] if key in self._data["node"] else None
+        x = self._data["node"].get(key)
         if x is None:
             raise KeyError(f"to_padded needs a node field; {key!r} is not one of {list(self._data['node'])}")
         sizes = self.sizes
