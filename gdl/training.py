@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from gdl._runtime import device as default_device
 from gdl._tree import shape_of
-from gdl.data.graphs import GraphBatch, collate
+from gdl.data.graphs import GraphBatch, GraphDataset, collate
 
-__all__ = ["History", "train", "evaluate", "accuracy", "fit", "count_parameters", "he_init_", "learning_curve"]
+__all__ = ["STOP_REASONS", "History", "train", "evaluate", "accuracy", "fit", "count_parameters", "he_init_",
+           "learning_curve"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -33,22 +34,64 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+STOP_REASONS = ("converged", "cap", "diverged")
+
+
 @dataclass
 class History:
     """What :func:`train` returns: the mean training loss of every epoch and, with validation data, the
-    validation loss of every epoch and the epoch whose weights were kept (early stopping)."""
+    validation loss of every epoch and the epoch whose weights were kept (early stopping).
+
+    ``stop_reason`` says why training ended: ``"converged"`` (early stopping: ``patience`` epochs without a
+    better validation loss), ``"cap"`` (the epoch limit was reached first) or ``"diverged"`` (a loss became
+    non-finite, or the validation loss rose above ``1000`` times its best value)."""
 
     loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int | None = None
+    stop_reason: str | None = None
+    patience: int | None = None
 
     @property
     def epochs(self) -> int:
         return len(self.loss)
 
+    def still_falling(self, window: int | None = None, tol: float = 0.01) -> bool:
+        """Whether the validation loss still fell over the last ``window`` epochs (default: ``patience``).
+
+        The least-squares line through the last ``window`` validation losses, :math:`v_t \approx a + b t`,
+        is "falling" when its drop over the window, :math:`-b (w - 1)`, exceeds both ``tol`` times the best loss
+        and two standard errors of that drop (so noise alone does not count); also true when the window holds
+        a new best. With fewer than ``window + 1`` epochs there is nothing to
+        compare, and the answer is ``True`` (not shown to have stopped falling)."""
+        v = self.val_loss
+        w = window if window is not None else (self.patience or 10)
+        if w < 2:
+            raise ValueError(f"window must be at least 2 epochs, got {w}")
+        if len(v) < w + 1:
+            return True
+        tail, best = v[-w:], min(v)
+        if min(tail) < min(v[:-w]):
+            return True
+        mean_t, mean_v = (w - 1) / 2, sum(tail) / w
+        sxx = sum((t - mean_t) ** 2 for t in range(w))
+        slope = sum((t - mean_t) * (x - mean_v) for t, x in enumerate(tail)) / sxx
+        residual = sum((x - mean_v - slope * (t - mean_t)) ** 2 for t, x in enumerate(tail)) / max(w - 2, 1)
+        noise = 2 * math.sqrt(residual / sxx) * (w - 1)         # two standard errors of the drop
+        return -slope * (w - 1) > max(tol * abs(best), noise)
+
+    @property
+    def converged(self) -> bool:
+        """True only when early stopping ended the run (not the epoch cap, not divergence) and the validation
+        loss no longer fell over the last ``patience`` epochs (:meth:`still_falling`)."""
+        return self.stop_reason == "converged" and not self.still_falling()
+
 
 def _is_structured(x: Any) -> bool:
-    """A list of graphs (dicts of tensors or GraphBatch objects) rather than one tensor of samples."""
+    """A list of graphs (dicts of tensors or GraphBatch objects, or a :class:`GraphDataset`) rather than one
+    tensor of samples."""
+    if isinstance(x, GraphDataset):
+        return True
     return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (Mapping, GraphBatch))
 
 
@@ -69,16 +112,81 @@ def _batch(x: Any, y: Any, idx: torch.Tensor, collate_fn: Callable) -> tuple[Any
     """Samples ``idx`` of ``(x, y)``: tensor rows, or graphs batched by ``collate_fn`` (``y`` may be ``None``,
     then the loss reads its targets from the batch)."""
     if _is_structured(x):
-        xb = collate_fn([x[i] for i in idx.tolist()])
+        xb = x.gather(idx) if isinstance(x, GraphDataset) else collate_fn([x[i] for i in idx.tolist()])
         return xb, (y[idx] if y is not None else xb)
     return x[idx], y[idx]
+
+
+def _fits(nbytes: int, dev: torch.device) -> bool:
+    """Whether a data set of ``nbytes`` may live on ``dev`` next to the model: always on the host, on a GPU
+    when it takes at most half of the free memory."""
+    if dev.type == "cuda":
+        return nbytes <= torch.cuda.mem_get_info(dev)[0] // 2
+    return True
+
+
+def _on(t: Any, dev: torch.device) -> Any:
+    """``t`` on ``dev``, without a copy (or, for a batch, a re-validation) when it is already there."""
+    return t if t.device == dev else t.to(dev)
+
+
+class _Batches:
+    """Where the minibatches of one data set come from.
+
+    The fast path (``preload`` not ``False``, the default ``collate``): the whole data set is materialised once,
+    graphs as one :class:`~gdl.data.GraphDataset`, tensors as they are, on ``dev`` when it fits (on the host
+    when an augmentation runs, since augmentations work on host batches); each step then gathers its batch by
+    index, with no Python collate of a list of graphs. Otherwise (``preload=False``, a custom ``collate_fn``, or
+    graphs that do not collate as one batch) each step collates its graphs, as before. Both give the same
+    batches in the same order."""
+
+    def __init__(self, x: Any, y: torch.Tensor | None, collate_fn: Callable, dev: torch.device,
+                 preload: bool | None, augment: Augment | None = None):
+        self.x, self.y, self.collate_fn, self.n = x, y, collate_fn, len(x)
+        self.structured = _is_structured(x)
+        host = augment is not None                    # augmentations transform host batches
+        if preload is False and isinstance(x, GraphDataset):
+            preload = None                            # already materialised: nothing to fall back to
+        if preload is False or (self.structured and collate_fn is not collate and not isinstance(x, GraphDataset)):
+            return
+        if self.structured:
+            if not isinstance(x, GraphDataset):
+                try:
+                    x = GraphDataset(x)
+                except (TypeError, ValueError):
+                    if preload:
+                        raise
+                    return                            # per-batch collate will name what does not fit
+                if len(x) != self.n:                  # items that were batches of several graphs
+                    return
+            nbytes = x.nbytes
+        else:
+            nbytes = x.numel() * x.element_size()
+        if y is not None:
+            nbytes += y.numel() * y.element_size()
+        if not host and (preload or _fits(nbytes, dev)):
+            x = x.to(dev)
+            y = None if y is None else y.to(dev)
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __call__(self, idx: torch.Tensor) -> tuple[Any, Any]:
+        """Batch ``idx`` (host indices) as ``(inputs, targets)``; targets are the batch itself with ``y=None``."""
+        if isinstance(self.x, GraphDataset):
+            xb = self.x.gather(idx)
+            return xb, (self.y[_on(idx, self.y.device)] if self.y is not None else xb)
+        if not self.structured:
+            return self.x[_on(idx, self.x.device)], self.y[_on(idx, self.y.device)]
+        return _batch(self.x, self.y, idx, self.collate_fn)
 
 
 def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20, batch_size: int = 64,
           lr: float = 3e-3, weight_decay: float = 0.0, loss_fn: Callable | None = None,
           augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
           progress: bool | str = True, val: tuple[Any, torch.Tensor | None] | None = None,
-          patience: int | None = None, collate_fn: Callable = collate) -> History:
+          patience: int | None = None, collate_fn: Callable = collate, preload: bool | None = None) -> History:
     """Train ``model`` in place with Adam on ``(x, y)`` and return the per-epoch training loss.
 
     Each epoch visits the samples in a seeded random order; ``augment(batch, generator)`` (for example
@@ -105,6 +213,10 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
         val: optional ``(x_val, y_val)`` for early stopping and best-epoch selection.
         patience: stop after this many epochs without a better validation loss (default: never stop early).
         collate_fn: how a list of graphs becomes a batch (default :func:`gdl.data.collate`).
+        preload: materialise the data set once (graphs as one :class:`gdl.data.GraphDataset`) on ``device`` and
+            gather each batch by index (``True``); collate every batch from the list (``False``); or the first
+            when the data fit in device memory, else on the host (``None``, the default). The batches, and so the
+            losses, are the same either way; the first path saves the per-step Python work.
     """
     _check_data(x, y)
     if y is None and loss_fn is None:
@@ -113,37 +225,45 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
         raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
     if val is not None:
         _check_data(*val)
-    dev = torch.device(device) if device is not None else default_device(verbose=False)
+    dev = _resolve(device)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    data = _Batches(x, y, collate_fn, dev, preload, augment)
+    val_data = None if val is None else _Batches(*val, collate_fn, dev, preload)
     model.to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
-    history = History()
+    history = History(stop_reason="cap", patience=patience)
     best, best_state, waited = math.inf, None, 0
     label = progress if isinstance(progress, str) else "train"
     bar = tqdm(range(epochs), desc=label, disable=progress is False, leave=False)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x), generator=g)
-        total, count = 0.0, 0
+        losses, sizes = [], []
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            xb, yb = _batch(x, y, idx, collate_fn)
+            xb, yb = data(idx)
             if augment is not None:
                 xb = augment(xb, g)
                 if y is None:
                     yb = xb
-            xb, yb = xb.to(dev), yb.to(dev)
+            xb, yb = _on(xb, dev), _on(yb, dev)
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        history.loss.append(total / count)
+            losses.append(loss.detach())              # read once per epoch: no host-device sync per step
+            sizes.append(len(idx))
+        history.loss.append(_mean(losses, sizes))
+        if not math.isfinite(history.loss[-1]):
+            history.stop_reason = "diverged"
+            break
         if val is not None:
-            v = evaluate(model, *val, loss_fn=loss_fn, device=dev, collate_fn=collate_fn)["loss"]
+            v = _evaluate(model, val_data, loss_fn, dev, batch_size=256)["loss"]
             history.val_loss.append(v)
+            if not math.isfinite(v) or v > 1000 * best:
+                history.stop_reason = "diverged"
+                break
             if v < best:
                 best, waited, history.best_epoch = v, 0, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -151,6 +271,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
                 waited += 1
             bar.set_postfix(val_loss=f"{v:.3g}", refresh=False)   # shown at the bar's next (rate-limited) refresh
             if patience is not None and waited >= patience:
+                history.stop_reason = "converged"
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -159,32 +280,50 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
 
 def evaluate(model: nn.Module, x: Any, y: torch.Tensor | None, *, batch_size: int = 256,
              loss_fn: Callable | None = None, device: torch.device | str | None = None,
-             collate_fn: Callable = collate) -> dict[str, float]:
+             collate_fn: Callable = collate, preload: bool | None = None) -> dict[str, float]:
     """Mean loss on ``(x, y)`` and, when ``y`` holds class labels, the accuracy (fraction correct).
 
-    ``x`` may be a list of graphs as in :func:`train` (then ``y=None`` means ``loss_fn(output, batch)``).
-    Gradients stay enabled for graphs, since models that return forces differentiate their energy."""
+    ``x`` may be a list of graphs as in :func:`train` (then ``y=None`` means ``loss_fn(output, batch)``);
+    ``preload`` as in :func:`train`. Gradients stay enabled for graphs, since models that return forces
+    differentiate their energy."""
     _check_data(x, y)
     if y is None and loss_fn is None:
         raise ValueError("with y=None the targets live in the batch: pass loss_fn(output, batch)")
-    dev = torch.device(device) if device is not None else default_device(verbose=False)
+    dev = _resolve(device)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    return _evaluate(model, _Batches(x, y, collate_fn, dev, preload), loss_fn, dev, batch_size)
+
+
+def _resolve(device: torch.device | str | None) -> torch.device:
+    """The device as tensors report it (``cuda`` becomes ``cuda:0``), so that ``t.device == dev`` holds."""
+    dev = torch.device(device) if device is not None else default_device(verbose=False)
+    return torch.empty(0, device=dev).device
+
+
+def _mean(values: list[torch.Tensor], sizes: list[int]) -> float:
+    """:math:`\\sum_b n_b v_b / \\sum_b n_b` of per-batch scalars, read from the device once."""
+    v = torch.stack(values).cpu().double()
+    return float((v * torch.tensor(sizes, dtype=torch.float64)).sum()) / sum(sizes)
+
+
+def _evaluate(model: nn.Module, data: _Batches, loss_fn: Callable, dev: torch.device, batch_size: int
+              ) -> dict[str, float]:
     model.to(dev).eval()
-    total, correct = 0.0, 0
-    classify = y is not None and y.dtype == torch.long and y.ndim == 1
-    structured = _is_structured(x)
-    with torch.set_grad_enabled(structured):
-        for start in range(0, len(x), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(x)))
-            xb, yb = _batch(x, y, idx, collate_fn)
-            xb, yb = xb.to(dev), yb.to(dev)
+    losses, sizes, correct = [], [], []
+    classify = data.y is not None and data.y.dtype == torch.long and data.y.ndim == 1
+    with torch.set_grad_enabled(data.structured):
+        for start in range(0, len(data), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(data)))
+            xb, yb = data(idx)
+            xb, yb = _on(xb, dev), _on(yb, dev)
             out = model(xb)
-            total += loss_fn(out, yb).item() * len(idx)
+            losses.append(loss_fn(out, yb).detach())
+            sizes.append(len(idx))
             if classify:
-                correct += (out.argmax(dim=-1) == yb).sum().item()
-    result = {"loss": total / len(x)}
+                correct.append((out.argmax(dim=-1) == yb).sum())
+    result = {"loss": _mean(losses, sizes)}
     if classify:
-        result["accuracy"] = correct / len(x)
+        result["accuracy"] = int(torch.stack(correct).sum()) / len(data)
     return result
 
 
@@ -241,7 +380,7 @@ def learning_curve(models: dict[str, tuple[Callable[[], nn.Module], Augment | No
 
     Returns:
         one dict per run: ``model``, ``n``, ``seed``, ``epochs`` (trained), ``best_epoch``, ``train_loss`` (at
-        the kept epoch) and one accuracy per test set.
+        the kept epoch), ``stop_reason`` and ``converged`` (see :class:`History`) and one accuracy per test set.
     """
     if tests is None:
         tests = {"accuracy": lambda split: (split.x_test, split.y_test)}
@@ -265,7 +404,8 @@ def learning_curve(models: dict[str, tuple[Callable[[], nn.Module], Augment | No
             history = model.history
             best = history.best_epoch if history.best_epoch is not None else history.epochs - 1
             row = {"model": name, "n": n, "seed": seed, "epochs": history.epochs, "best_epoch": best,
-                   "train_loss": history.loss[best]}
+                   "train_loss": history.loss[best], "stop_reason": history.stop_reason,
+                   "converged": history.converged}
             for test, xy in tests.items():
                 row[test] = accuracy(model, *xy(split), device=device)
             rows.append(row)

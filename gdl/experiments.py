@@ -1,0 +1,165 @@
+"""The book's experiment protocol: every comparison trains each model to convergence, with its own learning rate
+chosen on validation data under one budget, over several seeds, and reports the spread, the best epoch, the
+epochs used and why each run stopped.
+
+A run is a :func:`gdl.training.fit` call with validation data and early stopping; its row records
+
+- ``stop_reason``: ``"converged"``, ``"cap"`` (the epoch limit came first) or ``"diverged"``;
+- ``converged``: :attr:`gdl.training.History.converged` (early stopping ended it *and* the validation loss no
+  longer fell over the last ``patience`` epochs);
+- ``best_epoch`` (1-based, the epoch whose weights were kept) and ``epochs`` (trained);
+- one value per metric, each ``metric(model) -> float`` evaluated on the kept weights.
+
+The learning rate of a model is the one of a small grid with the lowest best validation loss, every candidate
+trained with the same epoch limit and patience (:func:`tune_lr`); a diverged candidate never wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from gdl.training import fit
+
+__all__ = ["tune_lr", "run", "compare", "spread", "table", "describe", "assert_converged"]
+
+Metric = Callable[[nn.Module], float]
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    """One line about a run: ``"SchNet seed 1: converged after 84 epochs (best epoch 61)"``."""
+    name = f"{row.get('model', 'run')} seed {row.get('seed', '?')}"
+    extra = "" if row["stop_reason"] != "converged" or row["converged"] else ", validation loss still falling"
+    return (f"{name}: {row['stop_reason']} after {row['epochs']} epochs (best epoch {row['best_epoch']}, "
+            f"lr {row['lr']:g}){extra}")
+
+
+def run(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, Any], lr: float, seed: int = 0,
+        metrics: Mapping[str, Metric] | None = None, name: str = "model", **train_kwargs) -> dict[str, Any]:
+    """Train one fresh ``build()`` with early stopping on ``val`` and return its row (see the module).
+
+    Args:
+        build: returns a fresh model.
+        x, y, val: training data and ``(x_val, y_val)`` as for :func:`gdl.training.train`.
+        lr, seed: learning rate and seed of the run.
+        metrics: ``name -> metric(model)``, evaluated on the kept (best-epoch) weights.
+        name: the model's name in the row.
+        train_kwargs: passed to :func:`gdl.training.fit` (``epochs``, ``patience``, ``loss_fn`` ...).
+    """
+    if val is None:
+        raise ValueError("the protocol needs validation data (val=(x_val, y_val)) to stop and select epochs")
+    if train_kwargs.get("patience") is None:
+        raise ValueError("the protocol needs early stopping: pass patience=<epochs without improvement>")
+    train_kwargs.setdefault("progress", False)
+    model = fit(build, x, y, seed=seed, lr=lr, val=val, **train_kwargs)
+    h = model.history
+    row = {"model": name, "seed": seed, "lr": lr, "epochs": h.epochs,
+           "best_epoch": (h.best_epoch + 1) if h.best_epoch is not None else None,
+           "best_val_loss": min(h.val_loss) if h.val_loss else math.inf,
+           "stop_reason": h.stop_reason, "converged": h.converged}
+    if h.stop_reason != "diverged":
+        for key, metric in (metrics or {}).items():
+            row[key] = float(metric(model))
+    else:
+        row.update({key: math.nan for key in (metrics or {})})
+    row["_model"] = model
+    return row
+
+
+def tune_lr(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, Any], lrs: Sequence[float],
+            seed: int = 0, **train_kwargs) -> tuple[float, dict[float, float]]:
+    """The learning rate of ``lrs`` whose run reaches the lowest validation loss, every candidate trained with
+    the same ``train_kwargs`` (so the same epoch limit and patience: one budget).
+
+    Returns:
+        ``(best_lr, {lr: best validation loss})``; a diverged run scores ``inf``.
+    """
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate")
+    scores = {}
+    for lr in lrs:
+        row = run(build, x, y, val=val, lr=lr, seed=seed, **train_kwargs)
+        scores[lr] = row["best_val_loss"] if row["stop_reason"] != "diverged" else math.inf
+    best = min(scores, key=scores.__getitem__)
+    if not math.isfinite(scores[best]):
+        raise RuntimeError(f"every learning rate in {list(lrs)} diverged")
+    return best, scores
+
+
+def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, val: tuple[Any, Any],
+            seeds: Iterable[int], lrs: Sequence[float] | Mapping[str, float],
+            metrics: Mapping[str, Metric] | None = None, tune_seed: int = 0,
+            **train_kwargs) -> list[dict[str, Any]]:
+    """Train every model on the same data for every seed, each with its own tuned learning rate.
+
+    Args:
+        models: ``name -> build``.
+        lrs: a grid searched per model with :func:`tune_lr` (seed ``tune_seed``), or ``name -> lr`` already
+            chosen.
+        seeds, metrics, train_kwargs: as in :func:`run`.
+
+    Returns:
+        one row per (model, seed); the chosen learning rate is in ``row["lr"]`` and the grid's scores in
+        ``row["lr_scores"]``.
+    """
+    rows = []
+    for name, build in models.items():
+        if isinstance(lrs, Mapping):
+            lr, scores = lrs[name], {}
+        else:
+            lr, scores = tune_lr(build, x, y, val=val, lrs=lrs, seed=tune_seed, **train_kwargs)
+        for seed in seeds:
+            row = run(build, x, y, val=val, lr=lr, seed=seed, metrics=metrics, name=name, **train_kwargs)
+            row["lr_scores"] = scores
+            rows.append(row)
+    return rows
+
+
+def spread(rows: Iterable[Mapping[str, Any]], key: str, **where: Any) -> dict[str, float]:
+    """Mean, standard deviation (over seeds, ``ddof=0``), minimum and maximum of ``key`` over the rows that
+    match ``where`` (e.g. ``model="SchNet", n=40``)."""
+    values = np.array([r[key] for r in rows if all(r.get(k) == v for k, v in where.items())], dtype=float)
+    if len(values) == 0:
+        raise ValueError(f"no rows match {where}")
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+            "max": float(values.max()), "n": len(values)}
+
+
+def table(rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, str], by: Sequence[str] = ("model",)) -> str:
+    """A Markdown table: one line per group ``by``, each metric as mean ± std over seeds, then the learning
+    rate, the mean best epoch and epochs used (with their ranges) and the stop reasons.
+
+    Args:
+        metrics: ``key -> format`` (e.g. ``{"F": "{:.0f}"}``).
+    """
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    head = [*by, *metrics, "lr", "best epoch", "epochs", "stop"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(by) + "---:|" * (len(head) - len(by))]
+    for key, sel in groups.items():
+        cells = [str(k) for k in key]
+        for m, fmt in metrics.items():
+            s = spread(sel, m)
+            cells.append(f"{fmt.format(s['mean'])} ± {fmt.format(s['std'])}")
+        cells.append(", ".join(sorted({f"{r['lr']:g}" for r in sel})))
+        for k in ("best_epoch", "epochs"):
+            s = spread(sel, k)
+            cells.append(f"{s['mean']:.0f} ({s['min']:.0f}-{s['max']:.0f})")
+        reasons = [r["stop_reason"] + ("" if r["converged"] or r["stop_reason"] != "converged" else "*")
+                   for r in sel]
+        cells.append(", ".join(f"{reasons.count(x)} {x}" for x in dict.fromkeys(reasons)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def assert_converged(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Raise ``AssertionError`` naming every run that did not converge (capped, diverged, or stopped while its
+    validation loss was still falling)."""
+    bad = [describe(r) for r in rows if not r["converged"]]
+    if bad:
+        raise AssertionError("runs that did not converge:\n" + "\n".join(bad))

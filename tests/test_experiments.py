@@ -1,0 +1,83 @@
+"""The experiment protocol: stop reasons, the convergence check (which must fail on capped or still-improving
+runs), divergence, the learning-rate sweep and the table."""
+
+import pytest
+import torch
+from torch import nn
+
+from gdl.experiments import assert_converged, compare, spread, table, tune_lr
+from gdl.training import History, train
+
+
+def _regression(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]]) + 0.1 * torch.randn(n, 1, generator=g)
+    return x, y
+
+
+def _build():
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+KW = {"loss_fn": nn.functional.mse_loss, "batch_size": 32, "device": "cpu", "progress": False}
+
+
+def test_a_run_that_early_stopping_ends_converges():
+    (x, y), val = _regression(), _regression(64, seed=1)
+    torch.manual_seed(0)
+    h = train(_build(), x, y, epochs=2000, lr=1e-2, val=val, patience=20, **KW)
+    assert h.stop_reason == "converged" and h.epochs < 2000
+    assert h.converged
+
+
+def test_a_deliberately_capped_run_is_not_converged():
+    (x, y), val = _regression(), _regression(64, seed=1)
+    torch.manual_seed(0)
+    h = train(_build(), x, y, epochs=5, lr=1e-3, val=val, patience=20, **KW)
+    assert h.stop_reason == "cap" and h.epochs == 5
+    assert not h.converged
+    h = train(_build(), x, y, epochs=5, lr=1e-3, **KW)          # no validation data: always the cap
+    assert h.stop_reason == "cap" and not h.converged
+
+
+def test_a_diverging_run_is_flagged():
+    (x, y), val = _regression(), _regression(64, seed=1)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    h = train(model, x, 1e20 * y, epochs=50, lr=1e6, val=(val[0], 1e20 * val[1]), patience=10, **KW)
+    assert h.stop_reason == "diverged" and h.epochs < 50
+    assert not h.converged
+
+
+def test_still_falling_detects_a_downward_trend_in_the_window():
+    # early stopping fired (no new best in the last 5 epochs) but the trend over the window is down
+    falling = History(loss=[1.0] * 12, val_loss=[1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.43, 0.9, 0.7, 0.6, 0.5, 0.45],
+                      best_epoch=6, stop_reason="converged", patience=5)
+    assert falling.still_falling() and not falling.converged
+    flat = History(loss=[1.0] * 12, val_loss=[1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.43, 0.44, 0.45, 0.44, 0.46, 0.45],
+                   best_epoch=6, stop_reason="converged", patience=5)
+    assert not flat.still_falling() and flat.converged
+    short = History(loss=[1.0] * 3, val_loss=[1.0, 0.9, 0.95], best_epoch=1, stop_reason="converged", patience=5)
+    assert not short.converged                                  # too short to judge
+    with pytest.raises(ValueError, match="window"):
+        flat.still_falling(window=1)
+
+
+def test_tune_lr_rejects_a_diverging_rate_and_compare_reports_every_seed():
+    (x, y), val = _regression(), _regression(64, seed=1)
+    kw = dict(KW, epochs=400, patience=15)
+    lr, scores = tune_lr(lambda: nn.Linear(4, 1), x, y, val=val, lrs=[1e6, 1e-2], **kw)
+    assert lr == 1e-2 and scores[1e6] > 100 * scores[1e-2]      # huge or inf (diverged)
+    rows = compare({"mlp": _build, "linear": lambda: nn.Linear(4, 1)}, x, y, val=val, seeds=[0, 1, 2],
+                   lrs=[3e-3, 3e-2], metrics={"val mse": lambda m: nn.functional.mse_loss(m(val[0]), val[1]).item()},
+                   **kw)
+    assert len(rows) == 6 and {r["seed"] for r in rows} == {0, 1, 2}
+    assert all(r["stop_reason"] in ("converged", "cap") and r["best_epoch"] >= 1 for r in rows)
+    s = spread(rows, "val mse", model="linear")
+    assert s["min"] <= s["mean"] <= s["max"] and s["n"] == 3
+    md = table(rows, {"val mse": "{:.3f}"})
+    assert "best epoch" in md and md.count("\n") == 3
+    assert_converged([r for r in rows if r["converged"]])
+    with pytest.raises(AssertionError, match="did not converge"):
+        assert_converged([dict(rows[0], converged=False, stop_reason="cap")])
