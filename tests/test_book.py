@@ -7,9 +7,10 @@ from pathlib import Path
 import jupytext
 import pytest
 from check_sync import out_of_sync
+from colab_cell import render
 from toc_notebooks import ROOT, toc_notebooks
 
-COLAB_CELL = (ROOT / "scripts" / "colab_cell.py").read_text().strip()
+COLAB_CELL = render().strip()          # the template of scripts/colab_cell.py with _config.yml's repository
 NOTEBOOKS = toc_notebooks()
 
 
@@ -38,7 +39,8 @@ def test_first_cell_is_the_colab_setup(notebook: Path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, f"{notebook.name} has no code cell"
     assert code[0].source.strip() == COLAB_CELL, (
-        f"the first code cell of {notebook.with_suffix('.md').name} must be scripts/colab_cell.py verbatim"
+        f"the first code cell of {notebook.with_suffix('.md').name} must be the Colab cell rendered by "
+        "scripts/colab_cell.py: run `make colab-cell`"
     )
 
 

@@ -12,7 +12,8 @@ Each page is loaded once (``visit``); the tests then check, page by page:
 * every image loaded (``naturalWidth > 0``) and every image output of the executed notebook is shown;
 * no page shows a line of raw Markdown table syntax (``| a | b |`` or ``|---|---|``) outside code cells, and
   the architectures page shows a real ``<table>`` with one row per ``gdl.architectures.ARCHITECTURES`` entry;
-* chapter pages carry a Colab button pointing at their committed ``book/<name>.ipynb``;
+* chapter pages carry a Colab button pointing at their committed ``book/<name>.ipynb``; the Exercises page links
+  each committed student notebook (``exercises/student/``) and other pages link none;
 * every same-site link resolves to a built file (and to its ``#anchor`` when it has one).
 
 A full-page screenshot of every page goes to ``_build/screenshots/<page>.png`` for review.
@@ -35,6 +36,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 import yaml
 
+from gdl._book import repository
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +45,7 @@ HTML = ROOT / "_build" / "html"
 CACHE = ROOT / "_build" / ".jupyter_cache"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
-COLAB = "https://colab.research.google.com/github/gdl-course/gdl/blob/main/"
+COLAB = repository(ROOT).colab_url("")          # from _config.yml, as the launch buttons
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -78,6 +81,7 @@ def toc_pages() -> list[str]:
 
 
 PAGES = toc_pages()
+EXERCISES = "book/11_exercises"        # links to every student notebook in Colab
 
 
 def notebook_of(page: str) -> Path | None:
@@ -435,7 +439,12 @@ def test_colab_button(browser, site, page):
     v = visit(browser, site, page)
     nb = notebook_of(page)
     if nb is None:
-        assert not v.colab_links, f"{page} has no notebook but links to Colab: {v.colab_links}"
+        students = sorted(COLAB + p.relative_to(ROOT).as_posix()
+                          for p in (ROOT / "exercises" / "student").glob("*.ipynb"))
+        if page == EXERCISES:
+            assert sorted(set(v.colab_links)) == students, f"{page}: Colab links {v.colab_links}, expected {students}"
+        else:
+            assert not v.colab_links, f"{page} has no notebook but links to Colab: {v.colab_links}"
         return
     expected = COLAB + nb.relative_to(ROOT).as_posix()
     assert v.colab_links, f"{page}: no Colab launch button (expected a link to {expected})"

@@ -84,7 +84,7 @@ Eight exercises, one per idea of the course, each a notebook you can run locally
 the task, leaves functions for you to write, and ends with public checks that you run yourself:
 `check("ex01")` shows which checks pass. The grader runs the same public checks plus hidden ones with fresh
 random inputs, in a sandbox. The notebooks live in `exercises/student/` of the repository: open one in Jupyter,
-or in Colab through *File > Open notebook > GitHub* (its first cell installs `gdl` there). How grading works is
+or in Colab with the link below each exercise (its first cell installs `gdl` there). How grading works is
 described in `exercises/README.md`.
 
 Worked solutions follow each statement behind a toggle: try first, then compare.
@@ -100,8 +100,11 @@ def _demote(md: str) -> str:
 
 def solutions_page(masters: str | Path) -> str:
     """The MyST page ``book/11_exercises.md``: every exercise statement, each worked solution in a dropdown."""
+    from gdl._book import repository
     from gdl.grading._exercise import master_paths
 
+    # the Colab links come from the book's _config.yml (repository: url/branch), next to the exercises folder
+    repo = repository(Path(masters).resolve().parent.parent)
     parts = [_PAGE_HEAD]
     for m in master_paths(masters):
         nb = read_notebook(m)
@@ -121,7 +124,8 @@ def solutions_page(masters: str | Path) -> str:
         code = "\n\n".join(solution_code)
         parts.append(f":::{{admonition}} Worked solution ({ex})\n:class: dropdown\n\n{body}\n\n"
                      f"```python\n{code}\n```\n:::")
-        parts.append(f"The notebook: `exercises/student/{m.name}`.")
+        student = f"exercises/student/{m.name}"
+        parts.append(f"The notebook: `{student}` ([open in Colab]({repo.colab_url(student)})).")
     return "\n\n".join(parts).rstrip() + "\n"
 
 
