@@ -10,8 +10,8 @@ REPORT=$VENV/gdl-setup.txt
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# System packages (Debian): gfortran lets pip build py3nj (escnn's fast Clebsch-Gordan path);
-# chromium + chromium-driver serve the website tests. Installed only where apt-get can run.
+# System packages (Debian), installed only where apt-get can run (root or password-less sudo):
+# bubblewrap for the grader's sandbox, chromium + chromium-driver for the website tests.
 apt_install() {
     local missing=()
     for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
@@ -25,7 +25,6 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 if have apt-get && have dpkg; then
-    apt_install gfortran || echo "setup: could not install gfortran (no root/sudo)"
     # bubblewrap: the grader's sandbox (Linux namespaces) for student code
     apt_install bubblewrap || echo "setup: could not install bubblewrap (no root/sudo): the grader needs --unsafe"
     if [ "${GDL_NO_BROWSER:-0}" != "1" ]; then
@@ -47,26 +46,16 @@ pip_install() {
 pip_install -c requirements/lock.txt torch numpy
 $VENV/bin/python -c "import torch" || { echo "setup: torch failed to install" >&2; exit 1; }
 
-# py3nj needs a Fortran compiler; without one, escnn runs on its numerical fallback (slower, same results).
-# GDL_NO_FORTRAN=1 takes the fallback path on purpose (to test it).
-if have gfortran && [ "${GDL_NO_FORTRAN:-0}" != "1" ]; then
-    CG="py3nj (compiled with $(gfortran --version | head -n1))"
-    pip_install -c requirements/lock.txt -e ".[dev]"
-else
-    CG="escnn numerical fallback (no Fortran compiler, py3nj skipped)"
-    # the lock file is the whole resolved set: install it without py3nj and without resolving again
-    grep -v '^py3nj==' requirements/lock.txt > "$VENV/lock-no-py3nj.txt"
-    pip_install --no-deps -r "$VENV/lock-no-py3nj.txt"
-    pip_install --no-deps -e .
-fi
-$VENV/bin/python -c "import gdl, escnn, e3nn, jupytext, nbval" \
+# Then gdl itself (editable) with everything the book and the tests need, each package at its locked version.
+pip_install -c requirements/lock.txt -e ".[dev]"
+$VENV/bin/python -c "import gdl, e3nn, jupytext, nbval, ase, tblite" \
     || { echo "setup: installation is incomplete (see messages above)" >&2; exit 1; }
 
 $VENV/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 {
     echo "python: $($VENV/bin/python --version 2>&1)"
     echo "torch: $($VENV/bin/python -c 'import torch; print(torch.__version__)')"
-    echo "clebsch-gordan: $CG"
+    echo "numpy: $($VENV/bin/python -c 'import numpy; print(numpy.__version__)')"
     echo "chromium: $(command -v chromium || echo 'not installed: browser tests will be skipped')"
 } > "$REPORT"
 echo "setup: done"; sed 's/^/setup:   /' "$REPORT"
