@@ -10,7 +10,7 @@ from gdl.data.digits import (
     rotated_digits,
 )
 from gdl.data.graph_tasks import from_networkx, hub_graphs, random_graph_batch, relabel_nodes, triangles, wl_pairs
-from gdl.data.graphs import GRAPH_KEYS, GraphBatch, collate, unbatch
+from gdl.data.graphs import GRAPH_KEYS, GraphBatch, GraphDataset, collate, unbatch
 from gdl.data.molecules import MOLECULES, md_trajectory, random_rotations, rotate_atoms
 from gdl.data.nbody import NBodyData, charged_nbody, nbody_splits
 from gdl.data.sets import digit_pool, digit_sets
@@ -25,6 +25,7 @@ __all__ = [
     "rotated_digits",
     "GRAPH_KEYS",
     "GraphBatch",
+    "GraphDataset",
     "collate",
     "unbatch",
     "MOLECULES",

@@ -29,7 +29,7 @@ import torch
 
 from gdl._tree import shape_of
 
-__all__ = ["GraphBatch", "collate", "unbatch", "GRAPH_KEYS"]
+__all__ = ["GraphBatch", "GraphDataset", "collate", "unbatch", "GRAPH_KEYS"]
 
 #: Keys that :func:`collate` treats as one value per graph (stacked, not concatenated) unless told otherwise.
 GRAPH_KEYS = ("y", "energy", "dipole", "label", "charge", "num_nodes_target")
@@ -69,6 +69,18 @@ class GraphBatch:
         object.__setattr__(self, "batch", batch)
         object.__setattr__(self, "num_graphs", int(num_graphs))
         self.validate()
+
+    @classmethod
+    def _trusted(cls, node: dict, edge: dict, graph: dict, edge_index: torch.Tensor | None, batch: torch.Tensor,
+                 num_graphs: int) -> GraphBatch:
+        """A batch built by gdl itself from a validated one (:class:`GraphDataset`): no checks, so no reads of
+        device values (each would make the host wait for the GPU)."""
+        self = object.__new__(cls)
+        object.__setattr__(self, "_data", {"node": node, "edge": edge, "graph": graph})
+        object.__setattr__(self, "edge_index", edge_index)
+        object.__setattr__(self, "batch", batch)
+        object.__setattr__(self, "num_graphs", int(num_graphs))
+        return self
 
     # --- structure ---------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -374,3 +386,113 @@ def unbatch(batch: GraphBatch) -> list[dict[str, torch.Tensor]]:
     """The graphs of a batch as dicts (``edge_index`` relative to each graph; graph fields without the batch
     axis): the inverse of :func:`collate`."""
     return [_as_dict(g)[0] for g in batch.split()]
+
+
+class GraphDataset:
+    """A data set of graphs held as one collated :class:`GraphBatch` (on a device), from which minibatches are
+    gathered by index, with no Python loop over graphs.
+
+    Graph :math:`b` of the store owns nodes :math:`\\mathrm{node\\_ptr}_b \\le i < \\mathrm{node\\_ptr}_{b+1}` and
+    edges :math:`\\mathrm{edge\\_ptr}_b \\le e < \\mathrm{edge\\_ptr}_{b+1}` (CSR-style offsets; the edges of one
+    graph are contiguous, as :func:`collate` writes them). For a minibatch :math:`i_1, \\dots, i_k` with node
+    counts :math:`n_j` and new offsets :math:`p_j = \\sum_{l<j} n_l`, node :math:`t` of the minibatch that
+    belongs to graph :math:`j` is stored node :math:`t - p_j + \\mathrm{node\\_ptr}_{i_j}`, and an edge's
+    endpoints move by the same shift. :meth:`gather` builds these index tensors with ``repeat_interleave`` on the
+    device and reads every field with one ``index_select``; the result equals
+    ``collate([graphs[i] for i in idx])`` exactly (every field, the same edge order).
+
+    Args:
+        graphs: a list of graphs (dicts of tensors in the :func:`collate` format) or one :class:`GraphBatch`.
+        device: where to hold the store (default: where the graphs are).
+        graph_keys: passed to :func:`collate`.
+
+    Examples:
+        >>> graphs = [{"x": torch.ones(n, 2), "edge_index": torch.tensor([[0], [n - 1]])} for n in (2, 3, 4)]
+        >>> GraphDataset(graphs).gather(torch.tensor([2, 0])).batch.tolist()
+        [0, 0, 0, 0, 1, 1]
+    """
+
+    def __init__(self, graphs: Sequence[Mapping[str, Any] | GraphBatch] | GraphBatch,
+                 device: torch.device | str | None = None, graph_keys: Iterable[str] = GRAPH_KEYS):
+        store = graphs if isinstance(graphs, GraphBatch) else collate(graphs, graph_keys)
+        B = store.num_graphs
+        node_counts = torch.bincount(store.batch, minlength=B)
+        ei = store.edge_index
+        if ei is not None:
+            edge_graph = store.batch[ei[0]]
+            if edge_graph.numel() > 1 and bool((edge_graph[1:] < edge_graph[:-1]).any()):
+                order = torch.argsort(edge_graph, stable=True)     # group the edges by graph, keeping their order
+                store = store.replace(edge_index=ei[:, order],
+                                      **{k: t[order] for k, t in store.fields("edge").items()})
+                edge_graph = edge_graph[order]
+            edge_counts = torch.bincount(edge_graph, minlength=B)
+        else:
+            edge_counts = torch.zeros_like(node_counts)
+        zero = node_counts.new_zeros(1)
+        self._node_ptr = torch.cat([zero, node_counts.cumsum(0)]).cpu()    # host copies: the index arithmetic on
+        self._edge_ptr = torch.cat([zero, edge_counts.cumsum(0)]).cpu()    # k graphs needs no device reads
+        self.store = store
+        if device is not None:
+            self.store = self._move(torch.device(device))
+
+    def _move(self, device: torch.device) -> GraphBatch:
+        s = self.store
+        return GraphBatch._trusted({k: t.to(device) for k, t in s.fields("node").items()},
+                                   {k: t.to(device) for k, t in s.fields("edge").items()},
+                                   {k: t.to(device) for k, t in s.fields("graph").items()},
+                                   None if s.edge_index is None else s.edge_index.to(device), s.batch.to(device),
+                                   s.num_graphs)
+
+    def to(self, device: torch.device | str) -> GraphDataset:
+        """The same data set held on ``device`` (the offsets stay on the host)."""
+        out = object.__new__(GraphDataset)
+        out._node_ptr, out._edge_ptr, out.store = self._node_ptr, self._edge_ptr, self.store
+        out.store = out._move(torch.device(device))
+        return out
+
+    def __len__(self) -> int:
+        return self.store.num_graphs
+
+    @property
+    def device(self) -> torch.device:
+        return self.store.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the store's tensors."""
+        return sum(t.numel() * t.element_size() for _, t in self.store.named_tensors())
+
+    def gather(self, idx: torch.Tensor | Sequence[int]) -> GraphBatch:
+        """Graphs ``idx`` (in that order) as one batch, equal to ``collate`` of those graphs.
+
+        Raises:
+            IndexError: naming the index that is out of range.
+        """
+        idx = torch.as_tensor(idx, dtype=torch.long).cpu().reshape(-1)
+        B = len(self)
+        if idx.numel() == 0:
+            raise ValueError("gather needs at least one graph index, got none")
+        if int(idx.min()) < -B or int(idx.max()) >= B:
+            bad = idx[(idx < -B) | (idx >= B)][0]
+            raise IndexError(f"graph index {int(bad)} out of range for a data set of {B} graphs")
+        idx = idx % B
+        s, dev = self.store, self.store.device
+        n_lo, e_lo = self._node_ptr[idx], self._edge_ptr[idx]
+        n_cnt, e_cnt = self._node_ptr[idx + 1] - n_lo, self._edge_ptr[idx + 1] - e_lo
+        n_new, e_new = n_cnt.cumsum(0) - n_cnt, e_cnt.cumsum(0) - e_cnt
+        N, E = int(n_new[-1] + n_cnt[-1]), int(e_new[-1] + e_cnt[-1])
+        # one host-to-device copy of the per-graph numbers: counts, node shifts, edge shifts, graph indices
+        small = torch.stack([n_cnt, n_lo - n_new, e_cnt, e_lo - e_new, idx]).to(dev, non_blocking=True)
+        graphs = torch.arange(len(idx), device=dev)
+        batch = torch.repeat_interleave(graphs, small[0], output_size=N)
+        node_idx = torch.arange(N, device=dev) + small[1].index_select(0, batch)
+        node = {k: t.index_select(0, node_idx) for k, t in s.fields("node").items()}
+        graph = {k: t.index_select(0, small[4]) for k, t in s.fields("graph").items()}
+        edge, ei = {}, None
+        if s.edge_index is not None:
+            edge_batch = torch.repeat_interleave(graphs, small[2], output_size=E)
+            edge_idx = torch.arange(E, device=dev) + small[3].index_select(0, edge_batch)
+            shift = small[1].index_select(0, edge_batch)
+            ei = (s.edge_index.index_select(1, edge_idx) - shift).to(s.edge_index.dtype)
+            edge = {k: t.index_select(0, edge_idx) for k, t in s.fields("edge").items()}
+        return GraphBatch._trusted(node, edge, graph, ei, batch, len(idx))
