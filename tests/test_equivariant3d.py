@@ -282,20 +282,23 @@ def test_float32_model_cast_to_float64_has_exact_clebsch_gordan():
 
 
 def test_se3_transformer_attention_sums_to_one(monkeypatch):
-    """The attention weights of every node's incoming edges form a probability distribution (per head)."""
+    """The attention weights of every node's incoming edges form a probability distribution (per head), and an
+    edge's weight carries the envelope: it is 0 for an edge at the cutoff."""
     from gdl.nn import se3_transformer as mod
     from gdl.nn.message_passing import scatter_sum
 
     weights = []
-    softmax = mod.scatter_softmax
-    monkeypatch.setattr(mod, "scatter_softmax", lambda *a: weights.append(softmax(*a)) or weights[-1])
+    softmax = mod.enveloped_softmax
+    monkeypatch.setattr(mod, "enveloped_softmax", lambda *a: weights.append(softmax(*a)) or weights[-1])
     layer = mod.SE3AttentionLayer("4x0e", "4x0e + 4x1e", "4x0e + 4x1e", "0e + 1e + 2e", heads=2).double()
     edge_index = torch.tensor([[1, 2, 0, 2], [0, 0, 1, 1]])
     g = torch.Generator().manual_seed(0)
+    envelope = torch.tensor([1.0, 0.5, 0.2, 0.0], dtype=torch.float64)
     layer(torch.randn(3, 4, generator=g, dtype=torch.float64), edge_index,
-          torch.randn(4, 9, generator=g, dtype=torch.float64), torch.randn(4, 8, generator=g, dtype=torch.float64))
+          torch.randn(4, 9, generator=g, dtype=torch.float64), torch.randn(4, 8, generator=g, dtype=torch.float64),
+          envelope)
     alpha, = weights                                                   # (E, H)
-    assert alpha.shape == (4, 2) and bool((alpha > 0).all())
+    assert alpha.shape == (4, 2) and bool((alpha[:3] > 0).all()) and bool((alpha[3] == 0).all())
     torch.testing.assert_close(scatter_sum(alpha, edge_index[1], 3)[:2], torch.ones(2, 2, dtype=torch.float64))
 
 

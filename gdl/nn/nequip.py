@@ -30,11 +30,12 @@ import math
 import torch
 from torch import nn
 
+from gdl.nn._radial import BesselBasis, PolynomialCutoff, RadialMLP
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
 
-__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeGeometry", "InteractionBlock", "NequIP", "ExactClebschGordan",
-           "exact_clebsch_gordan_"]
+__all__ = ["BesselBasis", "PolynomialCutoff", "RadialMLP", "EdgeGeometry", "InteractionBlock", "NequIP",
+           "ExactClebschGordan", "exact_clebsch_gordan_", "reachable_irreps"]
 
 
 def _e3nn():
@@ -46,51 +47,14 @@ def _e3nn():
     return o3, e3nn_nn
 
 
-class BesselBasis(nn.Module):
-    """Radial Bessel functions :math:`e_n(r) = \\sqrt{2/r_c}\\, \\sin(n \\pi r / r_c) / r`, :math:`n = 1..K`
-    (written through ``sinc``, so finite at :math:`r = 0`).
-
-    Shapes: ``r`` (E,) -> (E, K).
-    """
-
-    def __init__(self, num_basis: int = 8, cutoff: float = 5.0):
-        super().__init__()
-        self.cutoff = float(cutoff)
-        self.register_buffer("n", torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()))
-
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
-        n = self.n.to(r.dtype)
-        a = n * math.pi / self.cutoff                       # (K,)
-        return math.sqrt(2.0 / self.cutoff) * a * torch.sinc(r[:, None] * n / self.cutoff)
-
-    def extra_repr(self) -> str:
-        return f"num_basis={len(self.n)}, cutoff={self.cutoff}"
-
-
-class PolynomialCutoff(nn.Module):
-    """Smooth cutoff :math:`u(x) = 1 - \\tfrac{(p+1)(p+2)}{2} x^p + p(p+2) x^{p+1} - \\tfrac{p(p+1)}{2} x^{p+2}`,
-    :math:`x = r / r_c`, zero for :math:`x \\ge 1`; :math:`u` and its first two derivatives vanish at the cutoff."""
-
-    def __init__(self, cutoff: float = 5.0, p: int = 6):
-        super().__init__()
-        self.cutoff, self.p = float(cutoff), float(p)
-
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
-        x, p = r / self.cutoff, self.p
-        u = 1 - (p + 1) * (p + 2) / 2 * x ** p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
-        return u * (x < 1)
-
-    def extra_repr(self) -> str:
-        return f"cutoff={self.cutoff}, p={int(self.p)}"
-
-
 class EdgeGeometry(nn.Module):
     """Per-edge invariants and directions: distance :math:`r_{ij}`, spherical harmonics :math:`Y(\\hat r_{ij})`
-    (e3nn, ``component`` normalisation), radial basis times cutoff.
+    (e3nn, ``component`` normalisation), the radial basis :math:`e(r)` and the envelope :math:`u(r)` that every
+    :class:`~gdl.nn._radial.RadialMLP` multiplies its output by.
 
     Coincident atoms give :math:`r = 0`, :math:`Y_{l>0} = 0` and finite gradients (no NaN).
 
-    Shapes: ``vec`` (E, 3) -> ``r`` (E,), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K).
+    Shapes: ``vec`` (E, 3) -> ``r`` (E,), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K), ``envelope`` (E,).
     """
 
     def __init__(self, lmax: int = 2, num_basis: int = 8, cutoff: float = 5.0, parity: bool = True):
@@ -105,8 +69,7 @@ class EdgeGeometry(nn.Module):
         o3, _ = _e3nn()
         r = torch.sqrt((vec * vec).sum(-1) + torch.finfo(vec.dtype).tiny)    # safe norm: finite grad at 0
         sh = o3.spherical_harmonics(self.irreps_sh, vec / r[:, None], normalize=False, normalization="component")
-        basis = self.basis(r) * self.envelope(r)[:, None]
-        return r, sh, basis
+        return r, sh, self.basis(r), self.envelope(r)
 
 
 def exact_clebsch_gordan_(module: nn.Module) -> nn.Module:
@@ -137,11 +100,14 @@ class ExactClebschGordan:
         return out
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.SiLU()]
-    return nn.Sequential(*layers[:-1])
+def reachable_irreps(irreps_in, irreps_sh, irreps_out):
+    """The part of ``irreps_out`` that a tensor product of ``irreps_in`` with ``irreps_sh`` can produce (NequIP's
+    ``tp_path_exists``). Other channels would be identically zero: from scalars alone, :math:`0e \\otimes Y_l`
+    gives only :math:`l` with parity :math:`(-1)^l`, so a first block cannot make ``1e`` pseudovectors."""
+    o3, _ = _e3nn()
+    produced = {ir for _, ir_in in o3.Irreps(irreps_in) for _, ir_sh in o3.Irreps(irreps_sh)
+                for ir in ir_in * ir_sh}
+    return o3.Irreps([(mul, ir) for mul, ir in o3.Irreps(irreps_out) if ir in produced])
 
 
 def _gate(irreps_out):
@@ -169,7 +135,8 @@ class InteractionBlock(ExactClebschGordan, MessagePassing):
         radial_hidden: width of the radial MLP.
         avg_num_neighbors: :math:`\\bar n`, the neighbour sum is divided by :math:`\\sqrt{\\bar n}`.
 
-    Shapes: ``h`` (N, irreps_in.dim), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K) -> (N, irreps_out.dim).
+    Shapes: ``h`` (N, irreps_in.dim), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K), ``envelope`` (E,)
+    -> (N, irreps_out.dim).
     """
 
     def __init__(self, irreps_in, irreps_out, irreps_sh, num_basis: int = 8, radial_hidden: int = 16,
@@ -194,14 +161,15 @@ class InteractionBlock(ExactClebschGordan, MessagePassing):
         self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
         self.tp = o3.TensorProduct(self.irreps_in, irreps_sh, mid_sorted, instructions,
                                    shared_weights=False, internal_weights=False)
-        self.radial = _mlp([num_basis, radial_hidden, radial_hidden, self.tp.weight_numel])
+        self.radial = RadialMLP([num_basis, radial_hidden, radial_hidden, self.tp.weight_numel])
         self.linear_out = o3.Linear(mid_sorted.simplify(), irreps_gate_in)
         self.self_connection = o3.Linear(self.irreps_in, self.irreps_out)
         self.norm = 1.0 / math.sqrt(avg_num_neighbors)
 
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
-                basis: torch.Tensor) -> torch.Tensor:
-        agg = self.propagate(edge_index, x=self.linear_in(h), sh=sh, weight=self.radial(basis))  # (N, mid.dim)
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, basis: torch.Tensor,
+                envelope: torch.Tensor) -> torch.Tensor:
+        weight = self.radial(basis, envelope)                                      # (E, weights): R(r) = MLP(e) u
+        agg = self.propagate(edge_index, x=self.linear_in(h), sh=sh, weight=weight)    # (N, mid.dim)
         return self.gate(self.linear_out(agg * self.norm)) + self.self_connection(h)
 
     def message(self, x_j: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -218,7 +186,9 @@ class NequIP(nn.Module):
 
     Args:
         num_types: atom types are integers ``0..num_types-1`` (atomic numbers ``z``; default 100).
-        hidden_irreps: features between blocks (e3nn syntax).
+        hidden_irreps: features between blocks (e3nn syntax). Each block keeps only the channels its tensor
+            products can reach (:func:`reachable_irreps`: a first block has no ``1e`` to make from scalars), and
+            the last block only the scalars the read-outs use.
         lmax: highest degree of the edge spherical harmonics.
         num_layers, num_basis, radial_hidden, cutoff, avg_num_neighbors: as in :class:`InteractionBlock`.
         readout_hidden: width of the per-atom energy MLP.
@@ -256,10 +226,15 @@ class NequIP(nn.Module):
         self.embedding = nn.Embedding(num_types, n_scalars)
         irreps = o3.Irreps(f"{n_scalars}x0e")
         blocks = []
-        for _ in range(num_layers):
-            blocks.append(InteractionBlock(irreps, self.hidden_irreps, self.geometry.irreps_sh, num_basis,
-                                           radial_hidden, avg_num_neighbors))
-            irreps = self.hidden_irreps
+        for layer in range(num_layers):
+            # channels no path can reach are dropped (they would be zero); the last block feeds only the
+            # scalar read-outs, so it keeps only scalars
+            out = reachable_irreps(irreps, self.geometry.irreps_sh, self.hidden_irreps)
+            if layer == num_layers - 1:
+                out = o3.Irreps([(mul, ir) for mul, ir in out if ir == o3.Irrep("0e")])
+            blocks.append(InteractionBlock(irreps, out, self.geometry.irreps_sh, num_basis, radial_hidden,
+                                           avg_num_neighbors))
+            irreps = out
         self.blocks = nn.ModuleList(blocks)
         self.readout = nn.Sequential(o3.Linear(irreps, f"{readout_hidden}x0e"), nn.SiLU(),
                                      nn.Linear(readout_hidden, 1))
@@ -272,11 +247,11 @@ class NequIP(nn.Module):
         check_atoms(batch, self.num_types, "NequIP")
         z, b = batch.z, batch.batch
         edge_index, vec, _ = neighbour_edges(batch, self.cutoff)
-        _, sh, basis = self.geometry(vec)
+        _, sh, basis, envelope = self.geometry(vec)
         pos = batch.pos
         h = self.embedding(z).to(pos.dtype)                                      # (N, C) scalars
         for block in self.blocks:
-            h = block(h, edge_index, sh, basis)                                  # (N, hidden.dim)
+            h = block(h, edge_index, sh, basis, envelope)                        # (N, block.irreps_out.dim)
         e_atom = self.readout(h).squeeze(-1) * self.energy_scale + self.atom_energy(z).squeeze(-1)  # (N,)
         energy = scatter_sum(e_atom, b, batch.num_graphs)                       # (B,)
         if self.charge_head is None:

@@ -16,10 +16,14 @@ a fully connected tensor product of :math:`f_j` with :math:`Y(\\hat r_{ij})` who
 Keys :math:`k_{ij}` and values :math:`v_{ij}` are such messages; queries :math:`q_i` are a type-wise linear map of
 :math:`f_i`; the attention weights use the invariant inner product (Wigner matrices are orthogonal):
 
-.. math::  \\alpha_{ij} = \\frac{\\exp(q_i^\\top k_{ij} / \\sqrt{d})}{\\sum_{j'} \\exp(q_i^\\top k_{ij'} / \\sqrt{d})},
+.. math::  \\alpha_{ij} = \\frac{u(r_{ij}) \\exp(q_i^\\top k_{ij} / \\sqrt{d})}
+           {\\sum_{j'} u(r_{ij'}) \\exp(q_i^\\top k_{ij'} / \\sqrt{d})},
            \\qquad f_i' = \\sigma\\Big(W_{\\mathrm{self}} f_i + \\sum_j \\alpha_{ij} v_{ij}\\Big),
 
-where :math:`\\sigma` is a norm nonlinearity (each field rescaled by a function of its norm).
+where :math:`\\sigma` is a norm nonlinearity (each field rescaled by a function of its norm). The envelope
+:math:`u` (zero with two zero derivatives at the cutoff) multiplies the radial profiles :math:`\\varphi` and the
+unnormalised attention weights (:mod:`gdl.nn._radial`), so an atom crossing the cutoff changes energies and forces
+continuously. An atom without neighbours gets no message and keeps its self-interaction term.
 
 Like the paper, the default (``parity=False``) couples vectors to vectors through the cross product
 (:math:`1 \\otimes 1 \\to 1`) and is equivariant to rotations and translations, SE(3), but *not* to reflections: it
@@ -34,16 +38,18 @@ import math
 import torch
 from torch import nn
 
+from gdl.nn._radial import RadialMLP, enveloped_softmax
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
-from gdl.nn.message_passing import MessagePassing, scatter_softmax, scatter_sum
-from gdl.nn.nequip import EdgeGeometry, ExactClebschGordan, _e3nn, _mlp
+from gdl.nn.message_passing import MessagePassing, scatter_sum
+from gdl.nn.nequip import EdgeGeometry, ExactClebschGordan, _e3nn
 
 __all__ = ["SE3AttentionLayer", "SE3Transformer"]
 
 
 def _split_heads(x: torch.Tensor, irreps, heads: int) -> torch.Tensor:
     """(E, irreps.dim) -> (E, H, irreps.dim / H): channel ``u`` of every irrep block goes to head ``u // (mul/H)``."""
-    parts = [x[:, sl].reshape(x.shape[0], heads, -1) for sl, (mul, ir) in zip(irreps.slices(), irreps)]
+    parts = [x[:, sl].reshape(x.shape[0], heads, mul // heads * ir.dim)         # explicit sizes: E may be 0
+             for sl, (mul, ir) in zip(irreps.slices(), irreps)]
     return torch.cat(parts, -1)
 
 
@@ -52,7 +58,7 @@ def _merge_heads(x: torch.Tensor, irreps, heads: int) -> torch.Tensor:
     out, start = [], 0
     for mul, ir in irreps:
         width = mul // heads * ir.dim
-        out.append(x[:, :, start:start + width].reshape(x.shape[0], -1))
+        out.append(x[:, :, start:start + width].reshape(x.shape[0], heads * width))
         start += width
     return torch.cat(out, -1)
 
@@ -68,7 +74,8 @@ class SE3AttentionLayer(ExactClebschGordan, MessagePassing):
         num_basis, radial_hidden: the radial basis size and the width of the MLPs giving :math:`\\varphi`.
         heads: attention heads; every multiplicity of ``irreps_key`` and ``irreps_out`` must be divisible by it.
 
-    Shapes: ``h`` (N, irreps_in.dim), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K) -> (N, irreps_out.dim).
+    Shapes: ``h`` (N, irreps_in.dim), ``sh`` (E, irreps_sh.dim), ``basis`` (E, K), ``envelope`` (E,)
+    -> (N, irreps_out.dim).
     """
 
     def __init__(self, irreps_in, irreps_out, irreps_key, irreps_sh, num_basis: int = 8, radial_hidden: int = 16,
@@ -84,24 +91,25 @@ class SE3AttentionLayer(ExactClebschGordan, MessagePassing):
         self.to_key = o3.FullyConnectedTensorProduct(self.irreps_in, irreps_sh, self.irreps_key, shared_weights=False)
         self.to_value = o3.FullyConnectedTensorProduct(self.irreps_in, irreps_sh, self.irreps_out,
                                                        shared_weights=False)
-        self.radial_key = _mlp([num_basis, radial_hidden, self.to_key.weight_numel])
-        self.radial_value = _mlp([num_basis, radial_hidden, self.to_value.weight_numel])
+        self.radial_key = RadialMLP([num_basis, radial_hidden, self.to_key.weight_numel])
+        self.radial_value = RadialMLP([num_basis, radial_hidden, self.to_value.weight_numel])
         self.self_interaction = o3.Linear(self.irreps_in, self.irreps_out)
         self.act = e3nn_nn.NormActivation(self.irreps_out, torch.nn.functional.silu, epsilon=1e-8, bias=True)
         self.scale = 1.0 / math.sqrt(self.irreps_key.dim / heads)
 
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
-                basis: torch.Tensor) -> torch.Tensor:
-        agg = self.propagate(edge_index, h=h, q=self.to_query(h), sh=sh, basis=basis)     # (N, irreps_out.dim)
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, basis: torch.Tensor,
+                envelope: torch.Tensor) -> torch.Tensor:
+        agg = self.propagate(edge_index, h=h, q=self.to_query(h), sh=sh, basis=basis,
+                             envelope=envelope)                                        # (N, irreps_out.dim)
         return self.act(self.self_interaction(h) + agg)
 
-    def message(self, h_j, q_i, sh, basis, index, num_nodes):
-        key = self.to_key(h_j, sh, self.radial_key(basis))                            # (E, key.dim)
-        value = self.to_value(h_j, sh, self.radial_value(basis))                      # (E, out.dim)
+    def message(self, h_j, q_i, sh, basis, envelope, index, num_nodes):
+        key = self.to_key(h_j, sh, self.radial_key(basis, envelope))                  # (E, key.dim)
+        value = self.to_value(h_j, sh, self.radial_value(basis, envelope))            # (E, out.dim)
         q = _split_heads(q_i, self.irreps_key, self.heads)                            # (E, H, key.dim / H)
         k = _split_heads(key, self.irreps_key, self.heads)
         logits = (q * k).sum(-1) * self.scale                                         # (E, H), invariant
-        alpha = scatter_softmax(logits, index, num_nodes)                             # over edges into i
+        alpha = enveloped_softmax(logits, envelope, index, num_nodes)                 # over edges into i
         v = _split_heads(value, self.irreps_out, self.heads)                          # (E, H, out.dim / H)
         return _merge_heads(alpha[..., None] * v, self.irreps_out, self.heads)
 
@@ -154,10 +162,10 @@ class SE3Transformer(nn.Module):
     def forward(self, batch) -> dict[str, torch.Tensor]:
         check_atoms(batch, self.num_types, "SE3Transformer")
         edge_index, vec, _ = neighbour_edges(batch, self.cutoff)
-        _, sh, basis = self.geometry(vec)
+        _, sh, basis, envelope = self.geometry(vec)
         h = self.embedding(batch.z).to(batch.pos.dtype)                          # (N, C) type-0
         for layer in self.layers:
-            h = layer(h, edge_index, sh, basis)                                   # (N, C + 3C)
+            h = layer(h, edge_index, sh, basis, envelope)                                 # (N, C + 3C)
         energy = scatter_sum(self.energy_head(h).squeeze(-1), batch.batch, batch.num_graphs)   # (B,)
         vector = scatter_sum(self.vector_head(h), batch.batch, batch.num_graphs)               # (B, 3)
         return {"energy": energy, "vector": vector}
