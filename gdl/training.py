@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,10 +135,10 @@ class _Batches:
 
     The fast path (``preload`` not ``False``, the default ``collate``): the whole data set is materialised once,
     graphs as one :class:`~gdl.data.GraphDataset`, tensors as they are, on ``dev`` when it fits (on the host
-    when an augmentation runs, since augmentations work on host batches); each step then gathers its batch by
-    index, with no Python collate of a list of graphs. Otherwise (``preload=False``, a custom ``collate_fn``, or
-    graphs that do not collate as one batch) each step collates its graphs, as before. Both give the same
-    batches in the same order."""
+    when an augmentation runs, since augmentations work on host batches); each epoch gathers its order once and
+    each step takes a slice of it, with no Python collate of a list of graphs. Otherwise (``preload=False``, a
+    custom ``collate_fn``, or graphs that do not collate as one batch) each step collates its graphs, as before.
+    Both give the same batches in the same order."""
 
     def __init__(self, x: Any, y: torch.Tensor | None, collate_fn: Callable, dev: torch.device,
                  preload: bool | None, augment: Augment | None = None):
@@ -172,14 +172,28 @@ class _Batches:
     def __len__(self) -> int:
         return self.n
 
-    def __call__(self, idx: torch.Tensor) -> tuple[Any, Any]:
-        """Batch ``idx`` (host indices) as ``(inputs, targets)``; targets are the batch itself with ``y=None``."""
+    def epoch(self, order: torch.Tensor | None, batch_size: int) -> Iterator[tuple[int, Any, Any]]:
+        """``(size, inputs, targets)`` of consecutive batches of the samples in ``order`` (host indices;
+        ``None``: stored order); targets are the batch itself when ``y`` is ``None``. On the fast path the whole
+        order is gathered once per epoch and each batch is a slice of it."""
+        y = self.y
         if isinstance(self.x, GraphDataset):
-            xb = self.x.gather(idx)
-            return xb, (self.y[_on(idx, self.y.device)] if self.y is not None else xb)
+            if y is not None and order is not None:
+                y = y[_on(order, y.device)]
+            for start, xb in zip(range(0, self.n, batch_size), self.x.batches(order, batch_size)):
+                yield xb.num_graphs, xb, (xb if y is None else y[start:start + batch_size])
+            return
+        if order is None:
+            order = torch.arange(self.n)
         if not self.structured:
-            return self.x[_on(idx, self.x.device)], self.y[_on(idx, self.y.device)]
-        return _batch(self.x, self.y, idx, self.collate_fn)
+            x = self.x[_on(order, self.x.device)]
+            y = y[_on(order, y.device)]
+            for start in range(0, self.n, batch_size):
+                yield len(x[start:start + batch_size]), x[start:start + batch_size], y[start:start + batch_size]
+            return
+        for start in range(0, self.n, batch_size):
+            idx = order[start:start + batch_size]
+            yield (len(idx), *_batch(self.x, y, idx, self.collate_fn))
 
 
 def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20, batch_size: int = 64,
@@ -240,9 +254,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
         model.train()
         order = torch.randperm(len(x), generator=g)
         losses, sizes = [], []
-        for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
-            xb, yb = data(idx)
+        for size, xb, yb in data.epoch(order, batch_size):
             if augment is not None:
                 xb = augment(xb, g)
                 if y is None:
@@ -253,7 +265,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
             loss.backward()
             opt.step()
             losses.append(loss.detach())              # read once per epoch: no host-device sync per step
-            sizes.append(len(idx))
+            sizes.append(size)
         history.loss.append(_mean(losses, sizes))
         if not math.isfinite(history.loss[-1]):
             history.stop_reason = "diverged"
@@ -291,6 +303,7 @@ def evaluate(model: nn.Module, x: Any, y: torch.Tensor | None, *, batch_size: in
         raise ValueError("with y=None the targets live in the batch: pass loss_fn(output, batch)")
     dev = _resolve(device)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    model.to(dev)
     return _evaluate(model, _Batches(x, y, collate_fn, dev, preload), loss_fn, dev, batch_size)
 
 
@@ -308,17 +321,16 @@ def _mean(values: list[torch.Tensor], sizes: list[int]) -> float:
 
 def _evaluate(model: nn.Module, data: _Batches, loss_fn: Callable, dev: torch.device, batch_size: int
               ) -> dict[str, float]:
-    model.to(dev).eval()
+    """:func:`evaluate` of a model already on ``dev`` (``train`` calls it every epoch)."""
+    model.eval()
     losses, sizes, correct = [], [], []
     classify = data.y is not None and data.y.dtype == torch.long and data.y.ndim == 1
     with torch.set_grad_enabled(data.structured):
-        for start in range(0, len(data), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data)))
-            xb, yb = data(idx)
+        for size, xb, yb in data.epoch(None, batch_size):
             xb, yb = _on(xb, dev), _on(yb, dev)
             out = model(xb)
             losses.append(loss_fn(out, yb).detach())
-            sizes.append(len(idx))
+            sizes.append(size)
             if classify:
                 correct.append((out.argmax(dim=-1) == yb).sum())
     result = {"loss": _mean(losses, sizes)}

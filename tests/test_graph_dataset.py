@@ -47,6 +47,20 @@ def test_gather_equals_collate_of_the_same_list(int32):
     _assert_same(data.gather(torch.tensor([-1])), collate([graphs[-1]]))
 
 
+def test_batches_are_slices_equal_to_gathering_each_chunk():
+    graphs = _graphs(23, seed=4)
+    data = GraphDataset(graphs)
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(2))
+    chunks = list(data.batches(order, batch_size=5))
+    assert [b.num_graphs for b in chunks] == [5, 5, 5, 5, 3]
+    for s, b in zip(range(0, 23, 5), chunks, strict=True):
+        _assert_same(b, collate([graphs[i] for i in order[s:s + 5].tolist()]))
+    in_order = list(data.batches(batch_size=10))
+    _assert_same(in_order[2], collate(graphs[20:]))
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        next(data.batches(order, 0))
+
+
 def test_gather_from_a_batch_whose_edges_are_not_grouped_by_graph():
     graphs = _graphs(6)
     batch = collate(graphs)

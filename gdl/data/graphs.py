@@ -22,7 +22,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -468,14 +468,47 @@ class GraphDataset:
         Raises:
             IndexError: naming the index that is out of range.
         """
+        return self._gather(idx)[0]
+
+    def batches(self, order: torch.Tensor | Sequence[int] | None = None, batch_size: int = 64
+                ) -> Iterator[GraphBatch]:
+        """The graphs in ``order`` (default: stored order) in consecutive batches of ``batch_size``, each equal
+        to ``gather(order[s:s + batch_size])``.
+
+        The whole order is gathered once, so each batch is a contiguous range of the result: its node, edge and
+        graph fields are views, and only ``edge_index`` and the batch vector are shifted (two tensor operations
+        per batch)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if order is None:
+            whole, n_cnt, e_cnt = self.store, self._node_ptr.diff(), self._edge_ptr.diff()
+        else:
+            whole, n_cnt, e_cnt = self._gather(order)
+        k = whole.num_graphs
+        n_ptr = torch.cat([n_cnt.new_zeros(1), n_cnt.cumsum(0)]).tolist()
+        e_ptr = torch.cat([e_cnt.new_zeros(1), e_cnt.cumsum(0)]).tolist()
+        node, edge, graph = whole.fields("node"), whole.fields("edge"), whole.fields("graph")
+        for g0 in range(0, k, batch_size):
+            g1 = min(g0 + batch_size, k)
+            n0, n1, e0, e1 = n_ptr[g0], n_ptr[g1], e_ptr[g0], e_ptr[g1]
+            ei = None if whole.edge_index is None else whole.edge_index[:, e0:e1] - n0
+            yield GraphBatch._trusted({key: t[n0:n1] for key, t in node.items()},
+                                      {key: t[e0:e1] for key, t in edge.items()},
+                                      {key: t[g0:g1] for key, t in graph.items()}, ei,
+                                      whole.batch[n0:n1] - g0, g1 - g0)
+
+    def _gather(self, idx: torch.Tensor | Sequence[int]) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
+        """:meth:`gather`, and the node and edge count of each gathered graph (on the host)."""
         idx = torch.as_tensor(idx, dtype=torch.long).cpu().reshape(-1)
         B = len(self)
         if idx.numel() == 0:
             raise ValueError("gather needs at least one graph index, got none")
-        if int(idx.min()) < -B or int(idx.max()) >= B:
+        lo, hi = torch.aminmax(idx)
+        if int(lo) < -B or int(hi) >= B:
             bad = idx[(idx < -B) | (idx >= B)][0]
             raise IndexError(f"graph index {int(bad)} out of range for a data set of {B} graphs")
-        idx = idx % B
+        if int(lo) < 0:
+            idx = idx % B
         s, dev = self.store, self.store.device
         n_lo, e_lo = self._node_ptr[idx], self._edge_ptr[idx]
         n_cnt, e_cnt = self._node_ptr[idx + 1] - n_lo, self._edge_ptr[idx + 1] - e_lo
@@ -495,4 +528,4 @@ class GraphDataset:
             shift = small[1].index_select(0, edge_batch)
             ei = (s.edge_index.index_select(1, edge_idx) - shift).to(s.edge_index.dtype)
             edge = {k: t.index_select(0, edge_idx) for k, t in s.fields("edge").items()}
-        return GraphBatch._trusted(node, edge, graph, ei, batch, len(idx))
+        return GraphBatch._trusted(node, edge, graph, ei, batch, len(idx)), n_cnt, e_cnt
