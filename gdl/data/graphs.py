@@ -306,12 +306,15 @@ class GraphBatch:
         return out
 
 
-def collate(items: Sequence[Mapping[str, Any] | GraphBatch], graph_keys: Iterable[str] = GRAPH_KEYS) -> GraphBatch:
+def collate(items: Sequence[Mapping[str, Any] | GraphBatch], graph_keys: Iterable[str] = GRAPH_KEYS, *,
+            device: torch.device | str | None = None) -> GraphBatch:
     """Batch graphs given as dicts of tensors (or batches) into one :class:`GraphBatch`.
 
     ``edge_index`` is offset by the nodes of the graphs before it; keys starting with ``edge_`` are edge fields;
     keys in ``graph_keys`` (default :data:`GRAPH_KEYS`) hold one value per graph and are stacked; every other
     tensor is a node field whose first axis is the graph's node count (all node fields must agree).
+    ``device``: where the batch goes, every field in one call (``collate(graphs, device=gdl.device())`` equals
+    ``collate(graphs).to(gdl.device())``); default: where the graphs are.
 
     Raises:
         ValueError: naming the item and the field that does not fit.
@@ -366,9 +369,10 @@ def collate(items: Sequence[Mapping[str, Any] | GraphBatch], graph_keys: Iterabl
     if ei and len(ei) != len(parts):
         raise ValueError("some graphs have an edge_index and others do not")
     cat = {lv: {k: torch.cat(v) for k, v in d.items()} for lv, d in (("node", node), ("edge", edge), ("graph", graph))}
-    device = next(iter(cat["node"].values())).device
-    return GraphBatch(cat["node"], cat["edge"], cat["graph"], torch.cat(ei, 1) if ei else None,
-                      torch.cat(batch).to(device), len(parts))
+    here = next(iter(cat["node"].values())).device
+    out = GraphBatch(cat["node"], cat["edge"], cat["graph"], torch.cat(ei, 1) if ei else None,
+                     torch.cat(batch).to(here), len(parts))
+    return out if device is None else out.to(device)
 
 
 def _as_dict(g: GraphBatch) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
