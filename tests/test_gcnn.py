@@ -92,6 +92,46 @@ def test_expanded_weight_is_rotated_copies():
         torch.testing.assert_close(w[k], torch.rot90(layer.weight[0], k, dims=(-2, -1)))
 
 
+@pytest.mark.parametrize("group", GROUPS)
+def test_one_gather_equals_the_gather_then_permute_expansion(group):
+    """The flat-index gather gives exactly the filter of the two-step expansion it replaced (rows of the
+    transposed weight gathered by the (G, G, k*k) index, then permuted into the Conv2d layout)."""
+    gconv, lift = GroupConv2d(3, 2, 5, group), LiftingConv2d(2, 3, 3, group)
+    co, ci, G, k, _ = gconv.weight.shape
+    w = gconv.weight.reshape(co * ci, G * k * k).t()[gconv._index.reshape(-1)]
+    w = w.reshape(G, G, k * k, co, ci).permute(3, 0, 4, 1, 2).reshape(co * G, ci * G, k, k)
+    assert torch.equal(gconv.expanded_weight(), w)
+    co, ci, k, _ = lift.weight.shape
+    w = lift.weight.reshape(co * ci, k * k).t()[lift._index.reshape(-1)]
+    w = w.reshape(G, k * k, co, ci).permute(2, 0, 3, 1).reshape(co * G, ci, k, k)
+    assert torch.equal(lift.expanded_weight(), w)
+
+
+def test_the_filter_is_cached_without_gradients_until_the_weights_change():
+    layer = GroupConv2d(2, 3, 3, "p4").eval()
+    x = _input(layer)
+    with torch.no_grad():
+        first = layer(x)
+        cached = layer._cache[1]
+        assert torch.equal(layer(x), first) and layer._cache[1] is cached       # reused
+        layer.weight.add_(0.1)                                                   # an in-place update (as Adam's)
+        second = layer(x)
+        assert layer._cache[1] is not cached and not torch.equal(second, first)
+        assert torch.equal(layer._cache[1], layer.expanded_weight())
+        layer.bias.mul_(2.0)
+        torch.testing.assert_close(layer(x), nn.functional.conv2d(x, layer.expanded_weight(),
+                                                                  layer.expanded_bias(), padding=1))
+    layer.load_state_dict({"weight": torch.zeros_like(layer.weight), "bias": torch.zeros(3)})
+    with torch.no_grad():
+        assert layer(x).abs().max() == 0                                         # load_state_dict copies in place
+    layer.train()
+    layer.weight.data.normal_()
+    out = layer(x)                                                               # with autograd: never cached
+    assert layer._cache is None and out.requires_grad
+    out.square().sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("group,order", [("p4", 4), ("p4m", 8)])
 def test_shapes_parameters_and_repr(group, order):
     lift, gconv = LiftingConv2d(2, 5, 3, group), GroupConv2d(5, 6, 3, group)

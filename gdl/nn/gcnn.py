@@ -107,7 +107,12 @@ def _check_kernel(kernel_size: int, padding_mode: str) -> None:
 
 
 class _GroupConvBase(nn.Module):
-    """Shared machinery: expanded weight, one ``conv2d``, input checks, ``export()``."""
+    """Shared machinery: expanded weight, one ``conv2d``, input checks, ``export()``.
+
+    The expanded filter is one gather from the flattened weight, ``weight.reshape(-1)[flat]`` with a fixed index
+    ``flat`` (``index_select``, whose backward is a fast ``index_add``). When no gradient is needed (evaluation
+    under ``torch.no_grad``, or frozen weights) it is built once and reused until a parameter changes (its
+    ``_version`` counter, storage, device or dtype)."""
 
     in_fiber_is_regular: bool = False
 
@@ -125,10 +130,20 @@ class _GroupConvBase(nn.Module):
         self.register_buffer("_index", self._expansion_index(mul, inv, spatial), persistent=False)
         self.out_action = ImageAction(self.group, fiber=RegularRep(self.group))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._cache = None
 
     # subclasses: weight shape, index, input fibre
     def _expansion_index(self, mul, inv, spatial) -> torch.Tensor:
         raise NotImplementedError
+
+    def _flat_index(self) -> torch.Tensor:
+        """Index into ``weight.reshape(-1)`` of every entry of the expanded ``(C_out*G, C_in', k, k)`` filter."""
+        raise NotImplementedError
+
+    def _register_flat_index(self) -> None:
+        flat = self._flat_index().reshape(-1)
+        dtype = torch.int32 if self.weight.numel() < 2**31 else torch.long
+        self.register_buffer("_flat", flat.to(dtype), persistent=False)
 
     @property
     def expanded_in_channels(self) -> int:
@@ -146,8 +161,23 @@ class _GroupConvBase(nn.Module):
             nn.init.zeros_(self.bias)
 
     def expanded_weight(self) -> torch.Tensor:
-        """The ``(C_out*G, C_in', k, k)`` weight of the equivalent plain convolution."""
-        raise NotImplementedError
+        """The ``(C_out*G, C_in', k, k)`` weight of the equivalent plain convolution (one gather)."""
+        k = self.kernel_size
+        return self.weight.reshape(-1).index_select(0, self._flat).view(
+            self.expanded_out_channels, self.expanded_in_channels, k, k)
+
+    def _filter(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Expanded weight and bias: built every call when autograd needs them, else cached until a parameter
+        changes."""
+        params = [self.weight] if self.bias is None else [self.weight, self.bias]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            self._cache = None
+            return self.expanded_weight(), self.expanded_bias()
+        key = (torch.is_inference_mode_enabled(),
+               *((p._version, p.data_ptr(), p.device, p.dtype) for p in params))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.expanded_weight(), self.expanded_bias())
+        return self._cache[1], self._cache[2]
 
     def expanded_bias(self) -> torch.Tensor | None:
         """One bias per output *field*, repeated over its ``G`` channels (a per-channel bias would break
@@ -168,7 +198,7 @@ class _GroupConvBase(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         p = self.kernel_size // 2
-        w, b = self.expanded_weight(), self.expanded_bias()
+        w, b = self._filter()
         if self.padding_mode == "circular":
             return F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), w, b)
         return F.conv2d(x, w, b, padding=p)          # (B, C_out*G, H, W)
@@ -228,17 +258,18 @@ class LiftingConv2d(_GroupConvBase):
         super().__init__(in_channels, out_channels, kernel_size, group, bias, padding_mode)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.in_action = ImageAction(self.group)
+        self._register_flat_index()
         self.reset_parameters()
 
     def _expansion_index(self, mul, inv, spatial):
         return spatial                                    # (G, k*k)
 
-    def expanded_weight(self) -> torch.Tensor:
+    def _flat_index(self) -> torch.Tensor:
+        # expanded[o, g, i, p] = weight[o, i, spatial[g, p]]
         co, ci, k, _ = self.weight.shape
-        # gather along the first axis: index_select's backward is a fast index_add (advanced indexing's is not)
-        w = self.weight.reshape(co * ci, k * k).t().index_select(0, self._index.reshape(-1))
-        w = w.reshape(self.order, k * k, co, ci)                        # (G, k*k, C_out, C_in)
-        return w.permute(2, 0, 3, 1).reshape(co * self.order, ci, k, k)
+        o = torch.arange(co)[:, None, None, None]
+        i = torch.arange(ci)[None, None, :, None]
+        return (o * ci + i) * (k * k) + self._index[None, :, None, :]     # (C_out, G, C_in, k*k)
 
 
 class GroupConv2d(_GroupConvBase):
@@ -273,6 +304,7 @@ class GroupConv2d(_GroupConvBase):
         G = self.order
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, G, kernel_size, kernel_size))
         self.in_action = ImageAction(self.group, fiber=RegularRep(self.group))
+        self._register_flat_index()
         self.reset_parameters()
 
     def _expansion_index(self, mul, inv, spatial):
@@ -281,11 +313,12 @@ class GroupConv2d(_GroupConvBase):
         slices = mul[inv]                                  # slices[g, h] = index of g^{-1} h
         return slices[:, :, None] * kk + spatial[:, None, :]   # (G, G, k*k)
 
-    def expanded_weight(self) -> torch.Tensor:
+    def _flat_index(self) -> torch.Tensor:
+        # expanded[o, g, i, h, p] = weight[o, i].flatten()[index[g, h, p]]
         co, ci, G, k, _ = self.weight.shape
-        w = self.weight.reshape(co * ci, G * k * k).t().index_select(0, self._index.reshape(-1))
-        w = w.reshape(G, G, k * k, co, ci)                              # (G_out, G_in, k*k, C_out, C_in)
-        return w.permute(3, 0, 4, 1, 2).reshape(co * G, ci * G, k, k)
+        o = torch.arange(co)[:, None, None, None, None]
+        i = torch.arange(ci)[None, None, :, None, None]
+        return (o * ci + i) * (G * k * k) + self._index[None, :, None, :, :]   # (C_out, G, C_in, G, k*k)
 
 
 class GroupPool(nn.Module):
