@@ -130,6 +130,8 @@ class _GroupConvBase(nn.Module):
         self.register_buffer("_index", self._expansion_index(mul, inv, spatial), persistent=False)
         self.out_action = ImageAction(self.group, fiber=RegularRep(self.group))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.register_buffer("_bias_index", torch.arange(out_channels).repeat_interleave(self.order),
+                             persistent=False)
         self._cache = None
 
     # subclasses: weight shape, index, input fibre
@@ -182,7 +184,8 @@ class _GroupConvBase(nn.Module):
     def expanded_bias(self) -> torch.Tensor | None:
         """One bias per output *field*, repeated over its ``G`` channels (a per-channel bias would break
         equivariance, since the group action permutes the channels of a field)."""
-        return None if self.bias is None else self.bias.repeat_interleave(self.order)
+        # a gather with a fixed index: repeat_interleave would rebuild its index (and a slower backward) per call
+        return None if self.bias is None else self.bias.index_select(0, self._bias_index)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
