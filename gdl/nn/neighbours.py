@@ -9,12 +9,19 @@ message), row 1 the target ``i`` (the atom that receives it). Edges never cross 
 ever dropped: ``max_neighbours`` only *checks* the largest neighbourhood (raising, or warning, when it is
 exceeded), unlike PyG's ``radius_graph(max_num_neighbors=32)``, which silently keeps an arbitrary subset.
 
-Two methods give the same edges (as a set; both return them sorted by target, then source):
+Three methods give the same edges (as a set; all return them sorted by target, then source):
 
 - ``"dense"``: all pairs within each system (a batched ``cdist`` on padded blocks), :math:`O(B\\, n_{\\max}^2)`
-  time, at most ``chunk`` distances in memory at once; fastest for molecules and up to ~1000 atoms;
+  time, at most ``chunk`` distances in memory at once; fastest for small molecules, and on a GPU;
 - ``"cells"``: a cell list (atoms binned into cubes of side :math:`r_c`, pairs taken only from the 27 adjacent
-  cubes), :math:`O(N)` time for a bounded density; faster from about 1000 atoms on.
+  cubes), :math:`O(N)` time for a bounded density; pure PyTorch, so it runs on any device;
+- ``"kdtree"``: SciPy's ``cKDTree`` finds candidate pairs within a slightly larger radius (systems of a batch
+  moved apart along x so that they cannot meet), then the same squared-distance test as the other two methods
+  decides, so the edge set is identical; host tensors only, :math:`O(N \\log N)`.
+
+``"auto"`` picks ``"kdtree"`` for host tensors once a batch holds more than :data:`AUTO_KDTREE_ABOVE` atoms
+(``"dense"`` below), and on other devices ``"cells"`` above :data:`AUTO_CELLS_ABOVE` atoms in one system (both
+thresholds measured with ``benchmarks/bench_atomistic.py``).
 
 *Triplets* (for DimeNet++) are pairs of edges ``k -> j`` and ``j -> i`` with ``k != i``: the angle at ``j``
 between :math:`x_k - x_j` and :math:`x_i - x_j` is what a distance-only model cannot see.
@@ -38,9 +45,11 @@ import torch
 __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Triplets", "triplet_angles",
            "triplet_cosines", "METHODS"]
 
-METHODS = ("auto", "dense", "cells")
-#: ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
+METHODS = ("auto", "dense", "cells", "kdtree")
+#: On a GPU, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
 AUTO_CELLS_ABOVE = 1000
+#: On the host, ``"auto"`` switches from the dense method to the k-d tree above this many atoms in a batch.
+AUTO_KDTREE_ABOVE = 64
 
 
 def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) -> torch.Tensor:
@@ -129,6 +138,32 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.
     return torch.stack([jj[perm], ii[perm]])
 
 
+def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
+    """Candidates from ``cKDTree.query_pairs`` within :math:`r_c (1 + 10^{-4})` (in float64), kept by the exact
+    test of the other methods; both directions, sorted by one integer sort of ``target * N + source``."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    p = pos.detach()
+    x = p.double().numpy().copy()
+    n = len(p)
+    if int(batch[-1]) > 0:                                   # systems side by side along x, 2 r_c apart
+        B = int(batch[-1]) + 1
+        xs = torch.from_numpy(x[:, 0])
+        lo = torch.full((B,), float("inf"), dtype=torch.float64).scatter_reduce(0, batch, xs, "amin")
+        hi = torch.full((B,), -float("inf"), dtype=torch.float64).scatter_reduce(0, batch, xs, "amax")
+        start = torch.cumsum(hi - lo + 2 * cutoff, 0) - (hi - lo + 2 * cutoff)
+        x[:, 0] += (start - lo)[batch].numpy()
+    margin = 1 + max(1e-4, 16 * torch.finfo(p.dtype).eps)   # covers the rounding of the test in p's dtype
+    pairs = torch.from_numpy(cKDTree(x).query_pairs(cutoff * margin, output_type="ndarray").astype(np.int64))
+    i, j = pairs[:, 0], pairs[:, 1]
+    keep = (p[j] - p[i]).pow(2).sum(-1) < cutoff * cutoff   # the same test (and rounding) as dense and cells
+    i, j = i[keep], j[keep]
+    key = torch.cat([j * n + i, i * n + j])                  # target * N + source, both directions
+    key = torch.sort(key.int() if n * n < 2**31 else key).values   # int32 sorts (and divides) faster
+    return torch.stack([key % n, key // n]).long()
+
+
 def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = None, *,
                  max_neighbours: int | None = None, on_overflow: str = "raise", method: str = "auto",
                  chunk: int = 2**22) -> torch.Tensor:
@@ -143,7 +178,8 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         max_neighbours: if given, the largest allowed number of neighbours of one atom; more is an error
             (``on_overflow="raise"``) or a warning (``"warn"``). Edges are never dropped.
         on_overflow: ``"raise"`` (default) or ``"warn"``.
-        method: ``"dense"``, ``"cells"`` or ``"auto"`` (cells above 1000 atoms in one system); same edges.
+        method: ``"dense"``, ``"cells"``, ``"kdtree"`` (host tensors) or ``"auto"`` (see the module's
+            description); all give the same edges.
         chunk: the dense method's largest number of candidate pairs held at once.
 
     Returns:
@@ -160,12 +196,20 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         raise ValueError(f"on_overflow must be 'raise' or 'warn', got {on_overflow!r}")
     if len(pos) == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
-    if method == "auto":
+    if method == "kdtree" and pos.device.type != "cpu":
+        raise ValueError(f"method='kdtree' needs host tensors, got pos on {pos.device}: use 'cells' or 'dense'")
+    if method == "auto" and pos.device.type == "cpu":
+        method = "kdtree" if len(pos) > AUTO_KDTREE_ABOVE else "dense"
+    elif method == "auto":
         method = "cells" if int(torch.bincount(batch).max()) > AUTO_CELLS_ABOVE else "dense"
     cutoff = float(cutoff)
     with torch.no_grad():
-        edge_index = (_dense_pairs(pos.detach(), cutoff, batch, chunk) if method == "dense"
-                      else _cell_pairs(pos, cutoff, batch))
+        if method == "dense":
+            edge_index = _dense_pairs(pos.detach(), cutoff, batch, chunk)
+        elif method == "cells":
+            edge_index = _cell_pairs(pos, cutoff, batch)
+        else:
+            edge_index = _kdtree_pairs(pos, cutoff, batch)
     if max_neighbours is not None:
         counts = neighbour_counts(edge_index, len(pos))
         worst = int(counts.argmax())

@@ -1,0 +1,57 @@
+"""Radius graph: the k-d tree method gives exactly the edges (and order) of the dense and cell-list methods."""
+
+import pytest
+import torch
+
+from gdl.nn import neighbours
+from gdl.nn.neighbours import radius_graph
+
+
+def _all_methods(pos, cutoff, batch=None):
+    out = {m: radius_graph(pos, cutoff, batch, method=m) for m in ("dense", "cells", "kdtree")}
+    for m in ("cells", "kdtree"):
+        assert torch.equal(out[m], out["dense"]), m
+    return out["dense"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sizes", [[1], [2], [40], [7, 1, 20, 12, 3], [300]])
+def test_kdtree_equals_dense_and_cells(dtype, sizes):
+    g = torch.Generator().manual_seed(len(sizes))
+    n = sum(sizes)
+    pos = (torch.randn(n, 3, generator=g, dtype=torch.float64) * 3).to(dtype)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    ei = _all_methods(pos, 2.5, batch)
+    if n > 2:
+        assert ei.shape[1] > 0
+    assert bool((batch[ei[0]] == batch[ei[1]]).all())            # never across systems, though they overlap
+    key = ei[1] * n + ei[0]
+    assert bool((key[1:] > key[:-1]).all())                       # sorted by target, then source
+
+
+def test_pairs_exactly_at_the_cutoff_are_left_out_by_every_method():
+    grid = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    ei = _all_methods(grid, 1.0)                                  # spacing 1 = cutoff: no edge (strict <)
+    assert ei.shape[1] == 0
+    assert _all_methods(grid, 1.0 + 1e-6).shape[1] == 2 * 3 * 4 * 4 * 3   # just above: the grid's bonds
+
+
+def test_float32_distances_at_the_cutoff_decide_alike():
+    g = torch.Generator().manual_seed(3)
+    pos = torch.rand(500, 3, generator=g) * 10
+    d = (pos[1:] - pos[0]).pow(2).sum(-1).sqrt()
+    for cutoff in d[:20].tolist():                                # cutoffs equal to pair distances
+        _all_methods(pos, cutoff)
+
+
+def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch):
+    calls = []
+    for name in ("_dense_pairs", "_cell_pairs", "_kdtree_pairs"):
+        real = getattr(neighbours, name)
+        monkeypatch.setattr(neighbours, name, lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
+    small = torch.randn(neighbours.AUTO_KDTREE_ABOVE, 3)
+    radius_graph(small, 1.0)
+    radius_graph(torch.randn(neighbours.AUTO_KDTREE_ABOVE + 1, 3), 1.0)
+    assert calls == ["_dense_pairs", "_kdtree_pairs"]
+    with pytest.raises(ValueError, match="method must be one of"):
+        radius_graph(small, 1.0, method="kd-tree")
