@@ -11,8 +11,10 @@
    autograd with ``create_graph=True``, a loss on both, backward), both wrapped in the same
    :class:`gdl.nn.EnergyForces`. Round-robin, median of ``--repeats``.
 2. **Radius graph** (``gdl.nn.radius_graph``, cutoff 5 Angstrom) for one system of N atoms at liquid density
-   (0.1 atoms per cubic Angstrom, ~ water), by the dense all-pairs method and by the cell list; the log-log slope
-   between the two largest sizes gives the scaling exponent.
+   (0.1 atoms per cubic Angstrom, ~ water), by every method (``auto``, dense all-pairs, cell list, and on the host
+   the k-d tree), against SciPy's ``cKDTree`` (build + ``query_pairs``: the unordered pairs only, so a strict
+   reference); then batches of small molecules, where ``auto`` keeps the dense method. Goal: ``auto`` at most
+   2 x ``cKDTree`` from 100 to 10,000 atoms.
 
 This is a measurement, not a test.
 """
@@ -20,13 +22,13 @@ This is a measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import math
+import statistics
 
 import torch
 from _common import add_common_arguments, energy_step, ethanol_batch, force_step, round_robin, set_up, timed
 
 from gdl.nn import EnergyForces, SchNet
-from gdl.nn.neighbours import radius_graph
+from gdl.nn.neighbours import AUTO_CELLS_ABOVE, AUTO_KDTREE_ABOVE, radius_graph
 
 
 class PyGEnergy(torch.nn.Module):
@@ -88,28 +90,61 @@ def bench_schnet(args, device) -> None:
             print(f"| {label} | {name} | {1e3 * t:.2f} | {t / med['gdl SchNet']:.2f} |")
 
 
+def _ckdtree(pos, cutoff):
+    """The reference: SciPy's k-d tree, built and queried for the unordered pairs (i < j) within the cutoff."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(pos.detach().cpu().numpy()).query_pairs(cutoff, output_type="ndarray")
+
+
 def bench_neighbours(args, device) -> None:
-    print(f"\nradius graph, cutoff {args.cutoff} Angstrom, one system at 0.1 atoms / A^3; best of {args.nl_repeats}\n")
-    print("| atoms | edges | dense (ms) | cell list (ms) |")
-    print("|---:|---:|---:|---:|")
+    """Round-robin medians of every method and of ``cKDTree`` per system size, and batches of small molecules
+    (the case that sets ``auto``'s threshold on the host)."""
+    methods = ["auto", "dense", "cells"] + (["kdtree"] if device.type == "cpu" else [])
+    print(f"\nradius graph, cutoff {args.cutoff} Angstrom, one system at 0.1 atoms / A^3; median of "
+          f"{args.nl_repeats}, round-robin; dense only up to {args.dense_max} atoms\n")
+    print("| atoms | edges | cKDTree (ms) | " + " | ".join(f"{m} (ms)" for m in methods) + " | auto / cKDTree |")
+    print("|---:|---:|---:|" + "---:|" * len(methods) + "---:|")
     sizes = [int(s) for s in args.atoms.split(",")]
-    results = {"dense": [], "cells": []}
+    verdicts = []
     for n in sizes:
         side = (n / 0.1) ** (1 / 3)
         pos = torch.rand(n, 3, generator=torch.Generator().manual_seed(n)).to(device) * side
-        row = {}
-        for method in results:
-            best = math.inf
-            for _ in range(args.nl_repeats):
-                best = min(best, timed(lambda m=method, p=pos: radius_graph(p, args.cutoff, method=m), device))
-            ei = radius_graph(pos, args.cutoff, method=method)
-            row[method] = best
-            results[method].append(best)
-        print(f"| {n} | {ei.shape[1]} | {1e3 * row['dense']:.2f} | {1e3 * row['cells']:.2f} |")
-    if len(sizes) >= 2:
-        for method, ts in results.items():
-            slope = math.log(ts[-1] / ts[-2]) / math.log(sizes[-1] / sizes[-2])
-            print(f"- {method}: time ~ N^{slope:.2f} between N = {sizes[-2]} and {sizes[-1]}")
+        steps = {"cKDTree": lambda p=pos: _ckdtree(p, args.cutoff)}
+        for m in methods:
+            if m != "dense" or n <= args.dense_max:
+                steps[m] = lambda m=m, p=pos: radius_graph(p, args.cutoff, method=m)
+        times = {k: [] for k in steps}
+        for _ in range(args.nl_repeats):
+            for k, step in steps.items():
+                times[k].append(timed(step, device))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ei = radius_graph(pos, args.cutoff)
+        ratio = med["auto"] / med["cKDTree"]
+        verdicts.append((n, ratio))
+        cells = " | ".join(f"{1e3 * med[m]:.2f}" if m in med else "-" for m in methods)
+        print(f"| {n} | {ei.shape[1]} | {1e3 * med['cKDTree']:.2f} | {cells} | {ratio:.2f} |")
+    print("\nbatches of rattled ethanol molecules (9 atoms each), cutoff 5 A:\n")
+    print("| molecules | atoms | dense (ms) | " + ("kdtree (ms) | " if "kdtree" in methods else "cells (ms) | ")
+          + "auto picks |")
+    print("|---:|---:|---:|---:|---|")
+    other = "kdtree" if "kdtree" in methods else "cells"
+    threshold = AUTO_KDTREE_ABOVE if other == "kdtree" else AUTO_CELLS_ABOVE
+    for b in (8, 64, 512):
+        batch = ethanol_batch(b, device)
+        steps = {"dense": lambda x=batch: radius_graph(x.pos, args.cutoff, x.batch, method="dense"),
+                 other: lambda x=batch: radius_graph(x.pos, args.cutoff, x.batch, method=other)}
+        times = {k: [] for k in steps}
+        for _ in range(args.nl_repeats):
+            for k, step in steps.items():
+                times[k].append(timed(step, device))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"| {b} | {batch.num_nodes} | {1e3 * med['dense']:.2f} | "
+              f"{1e3 * med[other]:.2f} | {'dense' if 9 <= threshold else other} |")
+    print()
+    for n, ratio in verdicts:
+        verdict = "met" if ratio <= 2 else "NOT met"
+        print(f"radius graph, {n} atoms: auto / cKDTree {ratio:.2f} (goal: <= 2.0, {verdict})")
 
 
 def main() -> None:
@@ -120,11 +155,14 @@ def main() -> None:
     parser.add_argument("--interactions", type=int, default=3)
     parser.add_argument("--gaussians", type=int, default=50)
     parser.add_argument("--cutoff", type=float, default=5.0)
-    parser.add_argument("--atoms", default="100,300,1000,3000,6000", help="system sizes for the radius graph")
-    parser.add_argument("--nl-repeats", type=int, default=3)
+    parser.add_argument("--atoms", default="100,300,1000,3000,10000", help="system sizes for the radius graph")
+    parser.add_argument("--nl-repeats", type=int, default=7)
+    parser.add_argument("--dense-max", type=int, default=3000, help="largest system timed with the dense method")
+    parser.add_argument("--skip-schnet", action="store_true", help="time the radius graph only")
     args = parser.parse_args()
     device = set_up(args)
-    bench_schnet(args, device)
+    if not args.skip_schnet:
+        bench_schnet(args, device)
     bench_neighbours(args, device)
 
 

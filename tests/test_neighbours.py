@@ -52,6 +52,8 @@ def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch):
     small = torch.randn(neighbours.AUTO_KDTREE_ABOVE, 3)
     radius_graph(small, 1.0)
     radius_graph(torch.randn(neighbours.AUTO_KDTREE_ABOVE + 1, 3), 1.0)
-    assert calls == ["_dense_pairs", "_kdtree_pairs"]
+    many = torch.arange(10).repeat_interleave(neighbours.AUTO_KDTREE_ABOVE)   # large batch of small systems
+    radius_graph(torch.randn(len(many), 3), 1.0, many)
+    assert calls == ["_dense_pairs", "_kdtree_pairs", "_dense_pairs"]
     with pytest.raises(ValueError, match="method must be one of"):
         radius_graph(small, 1.0, method="kd-tree")

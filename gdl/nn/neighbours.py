@@ -19,9 +19,9 @@ Three methods give the same edges (as a set; all return them sorted by target, t
   moved apart along x so that they cannot meet), then the same squared-distance test as the other two methods
   decides, so the edge set is identical; host tensors only, :math:`O(N \\log N)`.
 
-``"auto"`` picks ``"kdtree"`` for host tensors once a batch holds more than :data:`AUTO_KDTREE_ABOVE` atoms
-(``"dense"`` below), and on other devices ``"cells"`` above :data:`AUTO_CELLS_ABOVE` atoms in one system (both
-thresholds measured with ``benchmarks/bench_atomistic.py``).
+``"auto"`` picks by the largest system of the batch: on the host ``"kdtree"`` above :data:`AUTO_KDTREE_ABOVE`
+atoms, on other devices ``"cells"`` above :data:`AUTO_CELLS_ABOVE` atoms, ``"dense"`` below (thresholds
+measured with ``benchmarks/bench_atomistic.py``).
 
 *Triplets* (for DimeNet++) are pairs of edges ``k -> j`` and ``j -> i`` with ``k != i``: the angle at ``j``
 between :math:`x_k - x_j` and :math:`x_i - x_j` is what a distance-only model cannot see.
@@ -48,8 +48,8 @@ __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Trip
 METHODS = ("auto", "dense", "cells", "kdtree")
 #: On a GPU, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
 AUTO_CELLS_ABOVE = 1000
-#: On the host, ``"auto"`` switches from the dense method to the k-d tree above this many atoms in a batch.
-AUTO_KDTREE_ABOVE = 64
+#: On the host, ``"auto"`` switches from the dense method to the k-d tree above this many atoms in one system.
+AUTO_KDTREE_ABOVE = 150
 
 
 def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) -> torch.Tensor:
@@ -198,10 +198,12 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
     if method == "kdtree" and pos.device.type != "cpu":
         raise ValueError(f"method='kdtree' needs host tensors, got pos on {pos.device}: use 'cells' or 'dense'")
-    if method == "auto" and pos.device.type == "cpu":
-        method = "kdtree" if len(pos) > AUTO_KDTREE_ABOVE else "dense"
-    elif method == "auto":
-        method = "cells" if int(torch.bincount(batch).max()) > AUTO_CELLS_ABOVE else "dense"
+    if method == "auto":
+        largest = int(torch.bincount(batch).max())
+        if pos.device.type == "cpu":
+            method = "kdtree" if largest > AUTO_KDTREE_ABOVE else "dense"
+        else:
+            method = "cells" if largest > AUTO_CELLS_ABOVE else "dense"
     cutoff = float(cutoff)
     with torch.no_grad():
         if method == "dense":

@@ -1,0 +1,128 @@
+"""The training loop's own cost: one epoch of ``gdl.training.train`` against a bare loop over the same batches.
+
+    python benchmarks/bench_training.py --device cpu
+    python benchmarks/bench_training.py --device cuda --scale full
+
+The bare loop is the limit for a model: its batches are collated before the clock starts, and each step is only
+``loss_fn(model(batch), batch)``, ``zero_grad``, ``backward`` and ``step`` with a fresh ``Adam`` per epoch (as
+``train`` makes one per call). Each model is timed four ways, round-robin (one epoch of each per round, so a change
+of machine load hits all of them alike; the median over ``--repeats`` rounds after ``--warmup``):
+
+- ``bare``: the loop above;
+- ``train, GraphDataset``: ``train(model, GraphDataset(graphs), ...)`` for one epoch (the data set materialised once,
+  batches gathered by index on the device);
+- ``train, list``: ``train(model, graphs, ...)``, the call the chapters make; it materialises the data set at the
+  start of the call, which one epoch does not amortise (a run of many epochs does);
+- ``train, collate``: ``train(..., preload=False)``, every batch collated from the list in Python (the old path).
+
+The workloads are the chapters' small-scale settings: chapter 9's GNN and EGNN on 200 charged five-body systems
+(batch 25, hidden 32, float64 as in the chapter) and chapter 8's SchNet with forces on 40 ethanol frames (one batch
+per epoch) and on 200 frames in batches of 25. ``--scale full`` uses chapter 9's full sizes (3000 systems, batch
+100, hidden 64). Goal: ``train, GraphDataset`` / ``bare`` at most 1.2. A measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+
+import torch
+from _common import add_common_arguments, ethanol_batch, set_up, timed
+
+from gdl.data import GraphDataset, collate, nbody_splits, unbatch
+from gdl.nn import EGNN, CoordinateGNN, SchNet
+from gdl.nn.atomistic import EnergyForces, energy_force_loss
+from gdl.training import train
+
+GOAL = 1.2
+
+
+def _mse(prediction, batch):
+    return ((prediction - batch.target) ** 2).mean()
+
+
+def workloads(scale: str, device: torch.device) -> dict:
+    """``name -> (build, graphs, loss_fn, batch_size, lr)`` at the chapters' settings."""
+    n, batch, hidden = (200, 25, 32) if scale == "small" else (3000, 100, 64)
+    graphs = nbody_splits(n, 2, 2, seed=0)[0].graphs()
+    out = {
+        f"ch. 9 GNN, N-body ({n} systems, batch {batch})":
+            (lambda: CoordinateGNN(1, hidden, 4, edge_features=1, node_features=("q",)), graphs, _mse, batch, 3e-3),
+        f"ch. 9 EGNN, N-body ({n} systems, batch {batch})":
+            (lambda: EGNN(1, hidden, 4, edge_features=1, velocity=True, node_features=("q",)), graphs, _mse,
+             batch, 3e-3),
+    }
+    molecules = unbatch(ethanol_batch(200, torch.device("cpu")))
+
+    def schnet():
+        return EnergyForces(SchNet(num_types=10, hidden_channels=32, num_filters=32, num_interactions=3,
+                                   num_gaussians=25, cutoff=2.0))
+
+    out["ch. 8 SchNet + forces, ethanol (40 frames, batch 40)"] = (schnet, molecules[:40], energy_force_loss(1.0),
+                                                                   40, 5e-3)
+    out["ch. 8 SchNet + forces, ethanol (200 frames, batch 25)"] = (schnet, molecules, energy_force_loss(1.0),
+                                                                    25, 5e-3)
+    return out
+
+
+def bare_epoch(model, batches, loss_fn, lr) -> None:
+    """The limit: pre-collated batches, the same optimiser, nothing else."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for b in batches:
+        loss = loss_fn(model(b), b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser, repeats=15, warmup=2)
+    parser.add_argument("--scale", default="small", choices=["small", "full"])
+    parser.add_argument("--only", default="", help="run the workloads whose name contains this text")
+    args = parser.parse_args()
+    device = set_up(args)
+    print(f"median of {args.repeats} epochs after {args.warmup} warm-up epochs, the four variants round-robin\n")
+    print("| workload | bare loop (ms/epoch) | train, GraphDataset | train, list | train, collate (old path) |")
+    print("|---|---:|---:|---:|---:|")
+    verdicts = []
+    for name, (build, graphs, loss_fn, bs, lr) in workloads(args.scale, device).items():
+        if args.only not in name:
+            continue
+        torch.manual_seed(0)
+        model = build().to(device)
+        if graphs[0]["pos"].dtype == torch.float64:
+            model = model.double()
+        data = GraphDataset(graphs, device=device)
+        g = torch.Generator().manual_seed(0)
+        order = torch.randperm(len(graphs), generator=g)
+        batches = [collate([graphs[i] for i in order[s:s + bs].tolist()]).to(device)
+                   for s in range(0, len(graphs), bs)]
+        common = dict(epochs=1, batch_size=bs, lr=lr, loss_fn=loss_fn, device=device, progress=False)
+        variants = {
+            "bare": lambda m: bare_epoch(m, batches, loss_fn, lr),
+            "dataset": lambda m: train(m, data, None, **common),
+            "list": lambda m: train(m, graphs, None, **common),
+            "collate": lambda m: train(m, graphs, None, preload=False, **common),
+        }
+        models = {k: copy.deepcopy(model) for k in variants}
+        times = {k: [] for k in variants}
+        for i in range(args.warmup + args.repeats):
+            for k, run in variants.items():
+                t = timed(lambda k=k, run=run: run(models[k]), device)
+                if i >= args.warmup:
+                    times[k].append(t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        r = {k: med[k] / med["bare"] for k in med}
+        print(f"| {name} | {1e3 * med['bare']:.1f} | {r['dataset']:.2f} | {r['list']:.2f} | {r['collate']:.2f} |")
+        verdicts.append((name, r["dataset"], r["collate"]))
+    print()
+    for name, ratio, old in verdicts:
+        print(f"{name}: train / bare loop {ratio:.2f} (old collate path {old:.2f}; goal: <= {GOAL}, "
+              f"{'met' if ratio <= GOAL else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
