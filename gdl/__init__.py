@@ -11,7 +11,7 @@ Sub-packages, one concept each (build on each other in this order):
 - :mod:`gdl.grading`: the exercises' self-check (``gdl.check("ex01")``) and the instructors' sandboxed grader.
 """
 
-from gdl._runtime import SCALES, device, on_colab, scale, scaled, seed_everything
+from gdl._runtime import SCALES, Stopwatch, chapter_timer, device, on_colab, scale, scaled, seed_everything
 
 __version__ = "0.1.0"
 
@@ -24,4 +24,5 @@ def check(exercise: str, **kwargs):
     return _check(exercise, **kwargs)
 
 
-__all__ = ["SCALES", "check", "device", "on_colab", "scale", "scaled", "seed_everything", "__version__"]
+__all__ = ["SCALES", "Stopwatch", "chapter_timer", "check", "device", "on_colab", "scale", "scaled", "seed_everything",
+           "__version__"]

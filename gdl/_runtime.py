@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import torch
 
-__all__ = ["device", "scale", "scaled", "seed_everything", "on_colab", "SCALES"]
+__all__ = ["device", "scale", "scaled", "seed_everything", "on_colab", "SCALES", "Stopwatch", "chapter_timer"]
 
 #: Allowed values of the ``GDL_SCALE`` environment variable.
 SCALES = ("small", "full")
@@ -66,3 +67,37 @@ def on_colab() -> bool:
     import sys
 
     return "google.colab" in sys.modules
+
+
+class Stopwatch:
+    """Wall time since it was started (or restarted), for a notebook to report its own run time.
+
+    ``str(watch)`` reads ``"wall time 1 min 23 s (GDL_SCALE=small, device cpu)"``.
+    """
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        return self
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __str__(self) -> str:
+        s = self.seconds
+        text = f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
+        return f"wall time {text} (GDL_SCALE={scale()}, device {device(verbose=False).type})"
+
+    __repr__ = __str__
+
+
+_CHAPTER = Stopwatch()
+
+
+def chapter_timer() -> Stopwatch:
+    """The stopwatch started when ``gdl`` was first imported: the last cell of every chapter prints it, so a
+    notebook run top to bottom reports its own wall time (``print(gdl.chapter_timer())``)."""
+    return _CHAPTER

@@ -43,3 +43,14 @@ def test_seed_everything_reproduces():
     a = torch.randn(4)
     gdl.seed_everything(3)
     assert torch.equal(a, torch.randn(4))
+
+
+def test_stopwatch_reports_time_scale_and_device(monkeypatch):
+    monkeypatch.setenv("GDL_SCALE", "full")
+    monkeypatch.setenv("GDL_DEVICE", "cpu")
+    clock = iter([100.0, 101.5, 100.0 + 83.2])
+    monkeypatch.setattr(gdl._runtime.time, "perf_counter", lambda: next(clock))
+    watch = gdl.Stopwatch()
+    assert watch.seconds == 1.5
+    assert str(watch) == "wall time 1 min 23 s (GDL_SCALE=full, device cpu)"
+    assert isinstance(gdl.chapter_timer(), gdl.Stopwatch) and gdl.chapter_timer() is gdl.chapter_timer()
