@@ -138,10 +138,8 @@ def _gcnn(group):
 
 
 def _steerable():
-    from gdl.nn.steerable import SteerableCNN, escnn_available
+    from gdl.nn.steerable import SteerableCNN
 
-    if not escnn_available():
-        raise ImportError("the Steerable CNN row needs the optional dependency escnn")
     return SteerableCNN("C8", 1, (3, 3), kernel_size=5, pool_after=(0,), num_classes=None)
 
 
@@ -275,7 +273,7 @@ ARCHITECTURES: list[Architecture] = [
     Architecture(
         "Steerable CNN (C8)", "Rotation (C8; checked on its exact subgroup C4)", CyclicGroup(4), "equivariant",
         "Oriented images", "Feature maps rotate with input", builder=_steerable, sample_input=_images(2, 12),
-        module="gdl.nn.steerable", reference="Weiler & Cesa 2019", tolerance=1e-6),
+        module="gdl.nn.steerable", reference="Weiler & Cesa 2019", tolerance=1e-12),
     Architecture(
         "GNN", "Permutation", _permutations, "equivariant", "Graphs",
         "Output permutes with node reordering", builder=_gnn, sample_input=_graphs(edge_dim=2),

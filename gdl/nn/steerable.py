@@ -1,4 +1,4 @@
-"""Steerable CNNs (Weiler & Cesa 2019) built on escnn, with plain tensors in and out.
+"""Steerable CNNs (Weiler & Cesa 2019), built by gdl from the kernel constraint of chapter 4.
 
 Weiler & Cesa, `General E(2)-Equivariant Steerable CNNs <https://arxiv.org/abs/1911.08251>`_ (NeurIPS 2019).
 
@@ -7,22 +7,23 @@ filter :math:`\\kappa: \\mathbb{R}^2 \\to \\mathbb{R}^{C_{out} \\times C_{in}}` 
 
 .. math::  \\kappa(g x) = \\rho_{out}(g)\\, \\kappa(x)\\, \\rho_{in}(g)^{-1} \\qquad \\text{for all } g \\in G,
 
-so the filter is a learned combination :math:`\\kappa = \\sum_i w_i \\kappa_i` of a fixed basis of solutions
-(escnn solves for the basis; only the :math:`w_i` are trained). ``G`` can be the rotations by multiples of
-:math:`2\\pi/N` (:math:`C_N`), those with mirrors (:math:`D_N`) or all rotations (:math:`SO(2)`). The
-features are regular fields (:math:`C_N`, :math:`D_N`, with a point-wise ReLU) or irreducible fields of
-frequency :math:`0..L` (:math:`SO(2)`, with a norm or a gated non-linearity).
+so the filter is a learned combination :math:`\\kappa = \\sum_i w_i \\kappa_i` of a fixed basis of solutions; only
+the :math:`w_i` are trained. ``G`` is :math:`C_N` (rotations by multiples of :math:`2\\pi/N`), :math:`D_N` (with
+mirrors), :math:`SO(2)` or :math:`O(2)`. Fields (:class:`FieldType`) are regular (:math:`C_N`, :math:`D_N`, with a
+point-wise ReLU) or irreducible of frequency :math:`0..L` (with a norm or a gated non-linearity), mixed as needed.
+The basis is solved once per pair of field types (:mod:`gdl.nn._steerable_fields`: rings times circular
+harmonics, the course's solver, a change of basis for regular fields), sampled on the pixel grid in float64 and
+kept as a buffer; ``forward`` expands it into an ordinary ``conv2d`` filter with one ``einsum``.
 
-**Exact and approximate equivariance.** The basis filters are sampled on the pixel grid. A rotation by
-90 degrees maps grid points to grid points, so for any ``G`` that contains it (``N`` divisible by 4, or
-:math:`SO(2)`) the network is equivariant to it up to round-off; escnn stores the sampled basis in
-float32, so that round-off is about 1e-7 *even in float64*. Other angles (45 degrees for :math:`C_8`)
-move grid points off the grid: the error is then set by how well the sampled filter represents its
-rotated self, typically a few percent for 5x5 filters.
+**Exact and approximate equivariance.** A rotation by 90 degrees (and the mirror) maps grid points to grid points,
+so for any ``G`` that contains it (``N`` divisible by 4, :math:`SO(2)`, :math:`O(2)`) the layers are equivariant
+to it up to float64 round-off (about 1e-15). Other angles (45 degrees for :math:`C_8`) move grid points off the
+grid: the error is then set by how well the sampled filter represents its rotated self; it falls as the filter
+grows or the band limit drops (chapter 5 measures it).
 
-escnn is an optional dependency imported only here. Modules take and return plain ``(B, C, H, W)``
-tensors and wrap them in ``GeometricTensor`` only around escnn's own layers. :meth:`SteerableCNN.export`
-returns a model made of plain PyTorch modules (escnn's ``R2Conv.export()`` for the convolutions).
+escnn (the reference implementation) is not needed: it depends on lie_learn, which pins numpy < 2 and has no
+wheels for CPython 3.13. The tests compare against filters and outputs recorded from escnn
+(``scripts/record_escnn_reference.py``). :meth:`SteerableCNN.export` returns plain PyTorch modules.
 """
 
 from __future__ import annotations
@@ -35,18 +36,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gdl.groups import CyclicGroup, DihedralGroup, ImageAction, MatrixRep, ShapeError, TrivialAction
+from gdl.groups import (
+    O2,
+    CyclicGroup,
+    DihedralGroup,
+    GroupMismatchError,
+    ImageAction,
+    MatrixRep,
+    ShapeError,
+    TrivialAction,
+)
+from gdl.nn._steerable_fields import (
+    REGULAR,
+    STEERABLE_GROUPS,
+    FieldType,
+    Irrep,
+    _rings,
+    band_limits,
+    pair_basis,
+    planar_group,
+)
 from gdl.nn.gcnn import GroupBatchNorm2d
 
-__all__ = ["STEERABLE_GROUPS", "escnn_available", "SteerableConv2d", "NormReLU", "GatedReLU", "FieldPool",
-           "SteerableCNN"]
-
-#: Group names understood here: ``"C<N>"``, ``"D<N>"`` and ``"SO2"`` (e.g. ``"C8"``, ``"D4"``).
-STEERABLE_GROUPS = "C<N>, D<N> (N >= 1) or SO2"
+__all__ = ["STEERABLE_GROUPS", "FieldType", "Irrep", "escnn_available", "SteerableConv2d", "NormReLU",
+           "GatedReLU", "FieldPool", "SteerableCNN", "band_limits"]
 
 
 def escnn_available() -> bool:
-    """Whether the optional dependency escnn can be imported."""
+    """Whether the reference implementation escnn can be imported (only the cross-check tests use it)."""
     try:
         import escnn  # noqa: F401
     except ImportError:
@@ -54,138 +71,214 @@ def escnn_available() -> bool:
     return True
 
 
-def _escnn():
-    try:
-        import escnn.group._numerical as numerical
-        from escnn import gspaces
-        from escnn import nn as enn
-    except ImportError as err:  # pragma: no cover - exercised only without escnn
-        raise ImportError(
-            "gdl.nn.steerable needs the optional dependency escnn: pip install 'gdl[steerable]'"
-        ) from err
-    # escnn 1.0.11 passes an np.matrix to scikit-learn's randomized_svd, which recent scikit-learn versions
-    # reject (it breaks every D_N basis). Its own fallback, scipy's exact SVD, accepts it and is deterministic.
-    numerical.randomized_svd = None
-    return gspaces, enn
+def _checker_group(group):
+    """The largest subgroup of the pixel grid's symmetries in ``group`` (C4 or D4; C2/D2/C1/D1 when N is not
+    divisible by 4) and the map from its element values to ``group``'s: ``torch.rot90`` by ``k`` quarter turns is
+    the rotation by :math:`k\\pi/2`, ``torch.flip`` along ``W`` the mirror :math:`x \\mapsto -x`."""
+    n = getattr(group, "n", 0)
+    quarters = 4 if n == 0 or n % 4 == 0 else (2 if n % 2 == 0 else 1)
+    mirror = isinstance(group, (DihedralGroup, O2))
+    checker = DihedralGroup(quarters) if mirror else CyclicGroup(quarters)
+
+    def embed(value):
+        f, k = value if mirror else (0, value)
+        turn = k * n // quarters if n else k * math.pi / 2
+        return (f, turn) if mirror else turn
+
+    return checker, embed
 
 
-def _parse_group(name: str) -> tuple[str, int]:
-    if not isinstance(name, str):
-        raise ValueError(f"group must be a string ({STEERABLE_GROUPS}), got {name!r}")
-    key = name.upper().replace("(", "").replace(")", "")
-    if key in ("SO2", "SO"):
-        return "SO2", -1
-    if key[:1] in ("C", "D") and key[1:].isdigit() and int(key[1:]) >= 1:
-        return key[0], int(key[1:])
-    raise ValueError(f"unknown steerable group {name!r}; expected {STEERABLE_GROUPS}")
+def _field_action(field_type: FieldType, checker, embed, name: str) -> ImageAction:
+    """``ImageAction(checker, fiber=...)`` for a whole field type (one fibre of ``field_type.size`` channels)."""
+    fiber = MatrixRep(checker, lambda g: field_type.matrix(embed(g.value)), name=name, tolerance=1e-9)
+    return ImageAction(checker, fiber=fiber)
 
 
-def _gspace(name: str, maximum_frequency: int):
-    gspaces, _ = _escnn()
-    kind, n = _parse_group(name)
-    if kind == "SO2":
-        return gspaces.rot2dOnR2(-1, maximum_frequency=maximum_frequency)
-    if kind == "C":
-        return gspaces.rot2dOnR2(n)
-    return gspaces.flipRot2dOnR2(n)
-
-
-def _checker_group(gspace):
-    """The largest subgroup of the pixel grid's symmetries in ``gspace``: C4 or D4 (C2/D2/C1/D1 for N
-    not divisible by 4), together with a map from its elements to escnn group elements.
-
-    Conventions (checked by the tests): ``torch.rot90`` by ``k`` quarter turns is escnn's rotation ``+k``
-    quarter turns, and ``torch.flip`` along ``W`` is escnn's reflection ``(1, 0)``.
-    """
-    G = gspace.fibergroup
-    n = gspace.rotations_order                       # -1 for SO(2)
-    quarters = 4 if n < 0 or n % 4 == 0 else (2 if n % 2 == 0 else 1)
-    flips = gspace.flips_order > 0
-    group = DihedralGroup(quarters) if flips else CyclicGroup(quarters)
-
-    def to_escnn(g):
-        f, k = g.value if flips else (0, g.value)
-        turns = k * (4 // quarters)                  # quarter turns
-        rot = turns * math.pi / 2 if n < 0 else (turns * n // 4) % n
-        return G.element((f, rot)) if flips else G.element(rot)
-
-    return group, to_escnn
-
-
-def _field_action(field_type, group, to_escnn, name: str):
-    """``ImageAction(group, fiber=...)`` for a whole escnn field type (one fibre of dimension C)."""
-    fiber = MatrixRep(group, lambda g: torch.as_tensor(field_type.representation(to_escnn(g))),
-                      name=name, tolerance=1e-6)
-    return ImageAction(group, fiber=fiber)
+def _as_band(band, kernel_size: int) -> tuple[int, ...]:
+    default = band_limits(kernel_size)
+    if band is None:
+        return default
+    if isinstance(band, int) and not isinstance(band, bool):
+        if band < 0:
+            raise ValueError(f"band (the largest angular frequency) must be >= 0, got {band}")
+        return tuple(min(f, band) for f in default)
+    band = tuple(band)
+    if len(band) != len(default):
+        raise ValueError(f"band needs one limit per ring 0..{kernel_size // 2} ({len(default)} numbers), got {band}")
+    return band
 
 
 class SteerableConv2d(nn.Module):
-    """A steerable convolution (escnn ``R2Conv``) between two escnn field types, on plain tensors.
+    """A steerable convolution between two field types of one group, on plain ``(B, C, H, W)`` tensors.
 
-    .. math::  \\kappa(g x) = \\rho_{out}(g)\\, \\kappa(x)\\, \\rho_{in}(g)^{-1}
+    .. math::  \\kappa(g x) = \\rho_{out}(g)\\, \\kappa(x)\\, \\rho_{in}(g)^{-1}, \\qquad
+               \\kappa = \\sum_{i} w_i \\kappa_i
+
+    For every pair of distinct field types ``(x, y)`` the solved basis ``(D_xy, d_x, d_y, k, k)`` is stored once
+    (zero-padded to the largest field and concatenated over the pairs into the buffer ``basis``); every pair of
+    fields ``(a, b)`` owns ``D_xy`` weights. ``forward`` gathers the weights into ``(F_out, F_in, D)`` and
+    contracts them with the basis in one ``einsum``; in eval mode without autograd the expanded filter is cached
+    until the weights change (their ``_version``).
 
     Args:
-        in_type, out_type: escnn ``FieldType`` objects of the same gspace.
+        in_type, out_type: :class:`FieldType` of one group.
         kernel_size: odd filter size (default: 5).
-        bias: learnable bias on the invariant (trivial) fields (default: ``True``).
-
-    Construction skips escnn's He initialisation, which walks every basis element in Python and is slow on
-    wide layers; :meth:`reset_parameters` instead scales standard-normal basis weights so that the
-    expanded filter has the He standard deviation :math:`\\sqrt{2 / (C_{in} k^2)}` (one filter expansion).
+        bias: a learnable bias per invariant field (trivial irreps, and regular fields: the same bias on all
+            channels of the field); other irreps get none (default: ``True``).
+        band: band limits per ring (default: escnn's, :func:`band_limits`), or an int capping all of them.
 
     Shapes:
         input ``(B, in_type.size, H, W)``; output ``(B, out_type.size, H, W)``.
     """
 
-    def __init__(self, in_type, out_type, kernel_size: int = 5, bias: bool = True):
+    def __init__(self, in_type: FieldType, out_type: FieldType, kernel_size: int = 5, bias: bool = True,
+                 band: int | tuple[int, ...] | None = None):
         super().__init__()
-        _, enn = _escnn()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd (a centred filter), got {kernel_size}")
+        for name, t in (("in_type", in_type), ("out_type", out_type)):
+            if not isinstance(t, FieldType):
+                raise TypeError(f"{name} must be a gdl.nn.steerable.FieldType, got {type(t).__name__}")
+        if out_type.group_name != in_type.group_name:
+            raise GroupMismatchError(f"out_type is a field type of {out_type.group_name}, expected one of "
+                                     f"{in_type.group_name} (the group of in_type)")
+        if not isinstance(kernel_size, int) or kernel_size % 2 != 1 or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive odd integer (a centred filter), got {kernel_size!r}")
         self.in_type, self.out_type, self.kernel_size = in_type, out_type, kernel_size
-        self.conv = enn.R2Conv(in_type, out_type, kernel_size, padding=kernel_size // 2, bias=bias,
-                               initialize=False)
-        # escnn caches the sampled basis per pair of field types and shares that module between layers (and
-        # models); an own copy keeps `.double()` or `.to(device)` on one model from changing another.
-        self.conv._basisexpansion = copy.deepcopy(self.conv._basisexpansion)
-        self.group, self._to_escnn = _checker_group(in_type.gspace)
-        self.in_action = _field_action(in_type, self.group, self._to_escnn, "in_type")
-        self.out_action = _field_action(out_type, self.group, self._to_escnn, "out_type")
+        self.band = _as_band(band, kernel_size)
+        self._build_basis()
+        self.weight = nn.Parameter(torch.empty(self.num_weights))
+        invariant = [f == REGULAR or f == Irrep(0) for f in out_type.fields]
+        self.bias = nn.Parameter(torch.zeros(sum(invariant))) if bias and any(invariant) else None
+        if self.bias is not None:                                       # channel -> bias (or the zero slot)
+            idx, n = [], 0
+            for dim, inv in zip(out_type.field_dims(), invariant):
+                idx += [n if inv else sum(invariant)] * dim
+                n += inv
+            self.register_buffer("_bias_index", torch.tensor(idx), persistent=False)
+        self.group, self._embed = _checker_group(in_type.group)
+        self.in_action = _field_action(in_type, self.group, self._embed, "in_type")
+        self.out_action = _field_action(out_type, self.group, self._embed, "out_type")
+        self._cache = None
         self.reset_parameters()
+
+    def _build_basis(self) -> None:
+        g, k = self.in_type.group_name, self.kernel_size
+        kinds_out = list(dict.fromkeys(self.out_type.fields))
+        kinds_in = list(dict.fromkeys(self.in_type.fields))
+        dims_out, dims_in = self.out_type.field_dims(), self.in_type.field_dims()
+        P_out, P_in = max(dims_out), max(dims_in)
+        blocks, offset, size = [], {}, {}
+        d_all = 0
+        for x in kinds_out:
+            for y in kinds_in:
+                b = pair_basis(g, x, y, k, self.band)                     # (D_xy, d_x, d_y, k, k)
+                blocks.append(F.pad(b, (0, 0, 0, 0, 0, P_in - b.shape[2], 0, P_out - b.shape[1])))
+                offset[x, y], size[x, y] = d_all, b.shape[0]
+                d_all += b.shape[0]
+        self.register_buffer("basis", torch.cat(blocks), persistent=False)   # float64 (D, P_out, P_in, k, k)
+        self.pair_sizes = dict(size)
+        t_out, t_in = self.out_type.fields, self.in_type.fields
+        self.num_weights = sum(size[x, y] for x in t_out for y in t_in)
+        homogeneous = len(kinds_out) == 1 and len(kinds_in) == 1
+        if homogeneous:
+            self._index = None
+        else:                                                          # weight of (field a, field b, basis d)
+            index = torch.full((len(t_out), len(t_in), d_all), self.num_weights, dtype=torch.long)
+            n = 0
+            for a, x in enumerate(t_out):
+                for b, y in enumerate(t_in):
+                    index[a, b, offset[x, y]:offset[x, y] + size[x, y]] = torch.arange(n, n + size[x, y])
+                    n += size[x, y]
+            self.register_buffer("_index", index, persistent=False)
+        pad_out, pad_in = any(d != P_out for d in dims_out), any(d != P_in for d in dims_in)
+        rows = [a * P_out + p for a, d in enumerate(dims_out) for p in range(d)]
+        cols = [b * P_in + q for b, d in enumerate(dims_in) for q in range(d)]
+        self.register_buffer("_rows", torch.tensor(rows) if pad_out else None, persistent=False)
+        self.register_buffer("_cols", torch.tensor(cols) if pad_in else None, persistent=False)
+
+    def rings(self):
+        r"""The filter space of one channel pair, :class:`~gdl.nn._steerable_fields.RingHarmonics` (a gdl
+        ``Rep``: how the group acts on the ring-harmonic coefficients): the basis between fields of types
+        :math:`\rho_{in}, \rho_{out}` solves :math:`W \rho_{in}(g) = (\rho_{out}(g) \\otimes P(g)) W`."""
+        return _rings(self.in_type.group_name, self.kernel_size, self.band)
+
+    def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``conv2d`` filter ``(C_out, C_in, k, k)`` and bias ``(C_out,)`` (or ``None``) of the weights:
+        :math:`\\kappa = \\sum_i w_i \\kappa_i`, one contraction."""
+        w = self.weight
+        Fo, Fi = len(self.out_type), len(self.in_type)
+        if self._index is None:
+            w = w.view(Fo, Fi, -1)
+        else:
+            w = torch.cat([w, w.new_zeros(1)])[self._index]             # (F_out, F_in, D), zeros off-pair
+        k = self.kernel_size
+        filt = torch.einsum("abd,dpqkl->apbqkl", w, self.basis.to(w.dtype))
+        filt = filt.reshape(Fo * self.basis.shape[1], Fi * self.basis.shape[2], k, k)
+        if self._rows is not None:
+            filt = filt.index_select(0, self._rows)
+        if self._cols is not None:
+            filt = filt.index_select(1, self._cols)
+        bias = None
+        if self.bias is not None:
+            bias = torch.cat([self.bias, self.bias.new_zeros(1)])[self._bias_index]
+        return filt, bias
+
+    def _filter(self):
+        if self.training or (torch.is_grad_enabled() and self.weight.requires_grad):
+            self._cache = None
+            return self.expand()
+        key = (self.weight._version, id(self.weight), self.weight.dtype, self.weight.device,
+               None if self.bias is None else (self.bias._version, id(self.bias)), self.basis._version)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self.expand())
+        return self._cache[1]
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        w = self.conv.weights
-        w.normal_()
-        filt, _ = self.conv.expand_parameters()           # (C_out, C_in, k, k)
-        target = math.sqrt(2.0 / (self.in_type.size * self.kernel_size**2))
-        w.mul_(target / filt.std().clamp_min(1e-12))
-        if self.conv.bias is not None:
-            self.conv.bias.zero_()
-
-    def train(self, mode: bool = True) -> SteerableConv2d:
-        # escnn caches the expanded filter when switching to eval mode; computed without autograd it stays a
-        # plain buffer, so the module can still be deep-copied (as the equivariance checker does).
-        with torch.no_grad():
-            return super().train(mode)
+        """He initialisation: standard-normal weights scaled so that the expanded filter has the standard
+        deviation :math:`\\sqrt{2 / (C_{in} k^2)}`; zero bias."""
+        self._cache = None
+        if self.weight.numel():
+            self.weight.normal_()
+            filt, _ = self.expand()
+            target = math.sqrt(2.0 / (self.in_type.size * self.kernel_size**2))
+            self.weight.mul_(target / filt.std().clamp_min(1e-12))
+        if self.bias is not None:
+            self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, enn = _escnn()
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_type.size:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ShapeError(f"SteerableConv2d expects (B, {self.in_type.size}, H, W), got {got}")
-        return self.conv(enn.GeometricTensor(x, self.in_type)).tensor   # (B, C_out, H, W)
+            raise ShapeError(f"SteerableConv2d expects (B, {self.in_type.size}, H, W) for {self.in_type}, "
+                             f"got {got}")
+        filt, bias = self._filter()
+        return F.conv2d(x, filt, bias, padding=self.kernel_size // 2)
 
+    @torch.no_grad()
     def export(self) -> nn.Conv2d:
-        """Plain ``nn.Conv2d`` with the expanded filter (escnn's ``R2Conv.export``)."""
-        was_training = self.conv.training
-        conv = self.conv.eval().export()
-        self.conv.train(was_training)
+        """A plain ``nn.Conv2d`` with the expanded filter (same dtype and device)."""
+        filt, bias = self.expand()
+        conv = nn.Conv2d(self.in_type.size, self.out_type.size, self.kernel_size, padding=self.kernel_size // 2,
+                         bias=bias is not None, device=filt.device, dtype=filt.dtype)
+        conv.weight.copy_(filt)
+        if bias is not None:
+            conv.bias.copy_(bias)
         return conv
 
+    def __deepcopy__(self, memo):
+        self._cache, cache = None, self._cache       # never copy a cached filter (it may belong to another dtype)
+        try:
+            new = self.__class__.__new__(self.__class__)
+            memo[id(self)] = new
+            for key, value in self.__dict__.items():
+                new.__dict__[key] = copy.deepcopy(value, memo)
+        finally:
+            self._cache = cache
+        return new
+
     def extra_repr(self) -> str:
-        return (f"{self.in_type.gspace.fibergroup}: {self.in_type.size} -> {self.out_type.size} channels, "
-                f"kernel_size={self.kernel_size}, basis weights={self.conv.weights.numel()}")
+        return (f"{self.in_type} -> {self.out_type}, kernel_size={self.kernel_size}, band={self.band}, "
+                f"basis weights={self.num_weights}")
 
 
 def _field_index(sizes: list[int]) -> torch.Tensor:
@@ -269,8 +362,8 @@ class FieldPool(nn.Module):
 
 @dataclass
 class _Layer:
-    conv_out: object        # escnn FieldType produced by the convolution
-    feature: object         # escnn FieldType after the non-linearity
+    conv_out: FieldType     # produced by the convolution
+    feature: FieldType      # after the non-linearity
     nonlinearity: nn.Module
 
 
@@ -279,20 +372,21 @@ class SteerableCNN(nn.Module):
     field pooling, a spatial mean and a linear layer.
 
     Args:
-        group: ``"C<N>"`` / ``"D<N>"`` (regular fields, ReLU) or ``"SO2"`` (irreducible fields).
+        group: ``"C<N>"`` / ``"D<N>"`` (regular fields, ReLU) or ``"SO2"`` / ``"O2"`` (irreducible fields).
         in_channels: channels of the input image (scalar fields).
-        channels: fields per layer, e.g. ``(6, 6, 6)`` (for SO2: copies of the frequencies ``0..L``).
+        channels: fields per layer, e.g. ``(6, 6, 6)`` (for SO2/O2: copies of the frequencies ``0..L``).
         kernel_size: odd filter size (default: 5).
         pool_after: layers followed by ``2x2`` average pooling (default: none).
         num_classes: output scores (default: 10); ``None`` returns the last layer's feature fields, which
             transform by the field type ``features_type`` (``out_action`` says how, for the checker).
-        max_frequency: ``L`` for SO2 fields (default: 2).
-        nonlinearity: for SO2, ``"norm"`` or ``"gated"`` (default: ``"norm"``).
-        batch_norm: batch normalisation of regular fields (one statistic per field, shared by its ``N``
+        max_frequency: ``L`` for SO2/O2 fields (default: 2).
+        nonlinearity: for SO2/O2, ``"norm"`` or ``"gated"`` (default: ``"norm"``).
+        batch_norm: batch normalisation of regular fields (one statistic per field, shared by its ``|G|``
             channels) after each convolution; ``C_N``/``D_N`` only (default: ``False``).
+        band: band limits of the filters (see :class:`SteerableConv2d`; default: escnn's).
 
-    The output is invariant to the 90-degree rotations (and flips for ``D_N``) exactly, and to other group
-    elements approximately (see the module docstring).
+    The output is invariant to the 90-degree rotations (and mirrors for ``D_N``, ``O2``) to float64 round-off,
+    and to other group elements approximately (see the module docstring).
 
     Shapes:
         input ``(B, in_channels, H, W)``; output ``(B, num_classes)``.
@@ -300,54 +394,52 @@ class SteerableCNN(nn.Module):
 
     def __init__(self, group: str = "C8", in_channels: int = 1, channels: tuple[int, ...] = (6, 6, 6),
                  kernel_size: int = 5, pool_after: tuple[int, ...] = (), num_classes: int | None = 10,
-                 max_frequency: int = 2, nonlinearity: str = "norm", batch_norm: bool = False):
+                 max_frequency: int = 2, nonlinearity: str = "norm", batch_norm: bool = False,
+                 band: int | tuple[int, ...] | None = None):
         super().__init__()
-        _, enn = _escnn()
-        kind, _ = _parse_group(group)
+        G = planar_group(group)
         if nonlinearity not in ("norm", "gated"):
             raise ValueError(f"nonlinearity must be 'norm' or 'gated', got {nonlinearity!r}")
         if len(channels) < 1:
             raise ValueError("channels must list at least one layer width")
-        if batch_norm and kind == "SO2":
-            raise ValueError("batch_norm is implemented for regular fields (C_N, D_N), not for SO2")
-        self.group_name, self.in_channels, self.num_classes = group, in_channels, num_classes
+        self.regular = G.is_finite
+        if batch_norm and not self.regular:
+            raise ValueError(f"batch_norm is implemented for regular fields (C_N, D_N), not for {G}")
+        self.group_name, self.in_channels, self.num_classes = str(G), in_channels, num_classes
         self.channels, self.pool_after, self.nonlinearity = tuple(channels), tuple(pool_after), nonlinearity
-        gs = _gspace(group, max_frequency + 1)
-        self.regular = kind != "SO2"
-        in_type = enn.FieldType(gs, [gs.trivial_repr] * in_channels)
+        in_type = FieldType(self.group_name, ["trivial"] * in_channels)
         self.in_type = in_type
         blocks: list[nn.Module] = []
         for i, c in enumerate(channels):
-            layer = self._layer(gs, enn, c, max_frequency)
-            blocks.append(SteerableConv2d(in_type, layer.conv_out, kernel_size, bias=not batch_norm))
+            layer = self._layer(c, max_frequency)
+            blocks.append(SteerableConv2d(in_type, layer.conv_out, kernel_size, bias=not batch_norm, band=band))
             if batch_norm:
-                blocks.append(GroupBatchNorm2d(c, layer.conv_out.size // c))   # regular fields of |G| channels
+                blocks.append(GroupBatchNorm2d(c, G.order))                 # regular fields of |G| channels
             blocks.append(layer.nonlinearity)
             if i in self.pool_after:
                 blocks.append(nn.AvgPool2d(2))
             in_type = layer.feature
         self.features = nn.Sequential(*blocks)
         self.features_type = in_type
-        self.pool = FieldPool([r.size for r in in_type.representations], regular=self.regular)
-        self.head = nn.Linear(len(in_type.representations), num_classes) if num_classes is not None else None
-        self.group, to_escnn = _checker_group(gs)
+        self.pool = FieldPool(in_type.field_dims(), regular=self.regular)
+        self.head = nn.Linear(len(in_type), num_classes) if num_classes is not None else None
+        self.group, embed = _checker_group(G)
         self.in_action = ImageAction(self.group)
         self.out_action = (TrivialAction(self.group) if num_classes is not None
-                           else _field_action(in_type, self.group, to_escnn, "features_type"))
+                           else _field_action(in_type, self.group, embed, "features_type"))
 
-    def _layer(self, gs, enn, c: int, L: int) -> _Layer:
+    def _layer(self, c: int, L: int) -> _Layer:
+        g = self.group_name
         if self.regular:
-            t = enn.FieldType(gs, [gs.regular_repr] * c)
+            t = FieldType(g, [REGULAR] * c)
             return _Layer(t, t, nn.ReLU())
-        irreps = [gs.irrep(k) for k in range(L + 1)] * c                   # frequencies 0..L, c times
-        feature = enn.FieldType(gs, irreps)
+        feature = FieldType(g, list(range(L + 1)) * c)                   # frequencies 0..L, c times
         if self.nonlinearity == "norm":
-            return _Layer(feature, feature, NormReLU([r.size for r in irreps]))
-        scalars = [gs.trivial_repr] * c
-        gated = [gs.irrep(k) for k in range(1, L + 1)] * c
-        conv_out = enn.FieldType(gs, [gs.trivial_repr] * len(gated) + scalars + gated)
-        feature = enn.FieldType(gs, scalars + gated)
-        return _Layer(conv_out, feature, GatedReLU(len(scalars), [r.size for r in gated]))
+            return _Layer(feature, feature, NormReLU(feature.field_dims()))
+        scalars = FieldType(g, [0] * c)
+        gated = FieldType(g, list(range(1, L + 1)) * c)
+        gates = FieldType(g, [0] * len(gated))
+        return _Layer(gates + scalars + gated, scalars + gated, GatedReLU(c, gated.field_dims()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -360,7 +452,7 @@ class SteerableCNN(nn.Module):
         return self.head(h.mean(dim=(-2, -1)))          # (B, num_classes)
 
     def export(self) -> nn.Sequential:
-        """The same network from plain PyTorch modules only (escnn's exported ``nn.Conv2d`` layers)."""
+        """The same network from plain PyTorch modules only (``nn.Conv2d`` with the expanded filters)."""
         blocks = [b.export() if isinstance(b, SteerableConv2d) else copy.deepcopy(b) for b in self.features]
         if self.head is None:
             return nn.Sequential(*blocks)
