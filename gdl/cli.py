@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel worker processes (default 2)")
     p.add_argument("--seed", type=int, help="seed of the hidden questions (default: a fresh secret)")
 
-    p = sub.add_parser("regrade", help="grade one student of an earlier run again")
+    p = sub.add_parser("regrade", help="grade one student (or every grader error) of an earlier run again")
     p.add_argument("run", help="the run folder written by `gdl grade`")
-    p.add_argument("student")
+    p.add_argument("student", nargs="?")
+    p.add_argument("--errors", action="store_true",
+                   help="grade again every student the grader failed (status grader_error); replaces their results "
+                        "(old files kept as .replaced-N.json)")
     p.add_argument("--submission", help="grade this notebook instead of the one in the run's folder")
     p.add_argument("--replace", action="store_true",
                    help="make the new result the student's result (the old file is kept as .replaced-N.json)")
@@ -99,10 +103,28 @@ def main(argv: list[str] | None = None) -> int:
 
             print(results_summary(run))
             print(f"results: {run} (grades.csv, students/*.json, gradescope/*.json)")
+            errors = grading.grader_errors(run)
+            if errors:
+                print(f"error: {len(errors)} student(s) not graded (grader error); "
+                      f"re-grade with: gdl regrade {run} --errors", file=sys.stderr)
+                return 3
         elif a.cmd == "regrade":
-            path = grading.regrade(a.run, a.student, submission=a.submission, replace=a.replace)
-            r = json.loads(Path(path).read_text())
-            print(f"{a.student}: {r['score']:g}/{r['max_score']:g} -> {path}")
+            if a.errors == bool(a.student):
+                raise ValueError("name one student, or pass --errors to re-grade every grader error of the run")
+            paths = grading.regrade_errors(a.run) if a.errors else \
+                {a.student: grading.regrade(a.run, a.student, submission=a.submission, replace=a.replace)}
+            if a.errors and not paths:
+                print("no grader errors in this run")
+            left = []
+            for student, path in paths.items():
+                r = json.loads(Path(path).read_text())
+                score = "NOT GRADED (grader error)" if r["score"] is None else f"{r['score']:g}/{r['max_score']:g}"
+                print(f"{student}: {score} -> {path}")
+                if r.get("status") == "grader_error":
+                    left.append(student)
+            if left:
+                print(f"error: still not graded: {', '.join(left)}", file=sys.stderr)
+                return 3
         elif a.cmd == "grade-one":
             return _grade_one(a)
         elif a.cmd == "gradescope":
@@ -122,8 +144,11 @@ def _grade_one(a) -> int:
     from gdl import grading
 
     nb = Path(a.notebook)
-    if nb.is_dir():
-        found = sorted(p for p in nb.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if nb.is_dir() and not nb.is_symlink():
+        found = []
+        for d, dirs, files in os.walk(nb, followlinks=False):   # never follows links; grade_submission lstat()s
+            dirs[:] = [x for x in dirs if x != ".ipynb_checkpoints"]
+            found += [Path(d) / f for f in files if f.endswith(".ipynb")]
         if len(found) != 1:
             raise FileNotFoundError(f"{nb} holds {len(found)} notebooks; expected exactly one")
         nb = found[0]
@@ -133,6 +158,12 @@ def _grade_one(a) -> int:
     exercise = grading.load_exercise(_master(a))
     seed = secrets.randbits(63) if a.seed is None else a.seed
     r = grading.grade_submission(nb, exercise, seed=seed, unsafe=a.unsafe, timeouts=_timeouts(a))
+    if r.get("status") == "grader_error":
+        # no results.json: Gradescope then shows the run as failed (re-run it) instead of a score of 0
+        if a.out:
+            Path(a.out).write_text(json.dumps(r, indent=1) + "\n")
+        print(f"{r['student']}: {r['errors'][0]}", file=sys.stderr)
+        return 3
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1) + "\n")
     if a.gradescope:

@@ -241,7 +241,7 @@ def test_cli_generate_and_gradescope_bundle(tmp_path):
         assert {"setup.sh", "run_autograder", "tests/ex06_lifting_convolution.ipynb"} <= names
         assert (z.getinfo("run_autograder").external_attr >> 16) & 0o111
         assert "bubblewrap" in z.read("setup.sh").decode()
-        assert "gdl grade-one" in z.read("run_autograder").decode()
+        assert "grade-one \"$ROOT/submission\"" in z.read("run_autograder").decode()
     with pytest.raises(FileExistsError):
         gradescope_bundle(MASTERS / "ex06_lifting_convolution.ipynb", zpath)
     assert main(["gradescope", "-e", "ex06", "--masters", str(MASTERS), "-o", str(zpath)]) == 2

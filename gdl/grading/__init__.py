@@ -22,19 +22,37 @@ from gdl.grading._exercise import (
     master_paths,
     questions,
     run_questions,
+    shape_checked,
     torch_generator,
 )
-from gdl.grading._grade import find_submissions, grade_folder, grade_submission, gradescope_results, regrade
+from gdl.grading._grade import (
+    find_submissions,
+    grade_folder,
+    grade_submission,
+    grader_errors,
+    gradescope_results,
+    regrade,
+    regrade_errors,
+    scan_submissions,
+)
 from gdl.grading._instructor import generate_student_versions, gradescope_bundle, solutions_page
 from gdl.grading._notebook import student_version
 from gdl.grading._protocol import Build
-from gdl.grading._sandbox import ResourceLimits, SandboxUnavailable, Timeouts, sandbox_description
+from gdl.grading._sandbox import (
+    GraderError,
+    ResourceLimits,
+    SandboxUnavailable,
+    Timeouts,
+    isolation_mode,
+    sandbox_description,
+)
 
 __all__ = [
     "Build", "CheckResult", "Exercise", "LocalSubmission", "Question", "RemoteSubmission", "as_bool", "assert_close",
     "check",
-    "find_master", "load_exercise", "master_paths", "questions", "run_questions", "torch_generator",
-    "find_submissions", "grade_folder", "grade_submission", "gradescope_results", "regrade",
+    "find_master", "load_exercise", "master_paths", "questions", "run_questions", "shape_checked", "torch_generator",
+    "find_submissions", "grade_folder", "grade_submission", "gradescope_results", "regrade", "regrade_errors",
+    "grader_errors", "scan_submissions",
     "generate_student_versions", "gradescope_bundle", "solutions_page", "student_version",
-    "ResourceLimits", "SandboxUnavailable", "Timeouts", "sandbox_description",
+    "GraderError", "ResourceLimits", "SandboxUnavailable", "Timeouts", "isolation_mode", "sandbox_description",
 ]

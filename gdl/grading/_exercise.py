@@ -21,7 +21,9 @@ for hidden ones.
 
 from __future__ import annotations
 
+import builtins
 import os
+import re
 import sys
 import time
 import zlib
@@ -34,11 +36,11 @@ import torch
 
 from gdl.grading._notebook import NOT_TESTS, code_cells, exercise_id, read_notebook
 from gdl.grading._protocol import ProtocolError, decode_value, encode_value, to_torch
-from gdl.grading._sandbox import CallTimeout, StudentError, SubmissionTimeout, WorkerCrashed
+from gdl.grading._sandbox import CallTimeout, GraderError, StudentError, SubmissionTimeout, WorkerCrashed
 from gdl.grading._worker import short
 
 __all__ = ["Question", "Exercise", "questions", "load_exercise", "LocalSubmission", "RemoteSubmission",
-           "run_questions", "check", "CheckResult", "torch_generator", "assert_close", "as_bool"]
+           "run_questions", "check", "CheckResult", "torch_generator", "assert_close", "as_bool", "shape_checked"]
 
 _REGISTRY: dict[str, dict[str, Question]] = {}
 
@@ -82,6 +84,20 @@ def assert_close(got, expected, what: str, rtol: float = 1e-6, atol: float = 1e-
     err = float((got - expected).abs().max()) if got.numel() else 0.0
     scale = float(expected.abs().max()) if expected.numel() else 0.0
     assert err <= atol + rtol * scale, f"{what}: differs from the reference by {err:.2e} (scale {scale:.2e})"
+
+
+def shape_checked(fn: Callable, what: str, expected: Callable) -> Callable:
+    """``fn`` (a submission's function), checked on every call: its answer must have the shape
+    ``expected(*args)`` (what the reference returns for these arguments), and at least one element. A question
+    hands the checked function to ``gdl.testing.equivariance_error``, so a wrong or empty shape fails the question
+    with a message instead of passing a comparison that has nothing to compare."""
+    def f(*args):
+        y = torch.as_tensor(fn(*args))
+        want = tuple(int(d) for d in expected(*args))
+        shapes = ", ".join(str(tuple(a.shape)) for a in args if torch.is_tensor(a))
+        assert tuple(y.shape) == want, f"{what} returned shape {tuple(y.shape)} for input {shapes}, expected {want}"
+        return y
+    return f
 
 
 def as_bool(value, what: str) -> bool:
@@ -142,7 +158,12 @@ class RemoteSubmission(_Proxy):
         self.session = session
 
     def call(self, name, *args, **kwargs):
-        return to_torch(self.session.call(name, *args, **kwargs))
+        try:
+            return to_torch(self.session.call(name, *args, **kwargs))
+        except (StudentError, CallTimeout, WorkerCrashed, SubmissionTimeout, ProtocolError, GraderError):
+            raise
+        except Exception as e:  # noqa: BLE001 - anything else on this side is the grader's failure, not a 0
+            raise GraderError(f"{type(e).__name__} while calling {name}(): {str(e)[:200]}") from e
 
 
 # --- exercises ------------------------------------------------------------------------------------------------
@@ -199,6 +220,24 @@ def _rng(seed: int | None, name: str) -> np.random.Generator:
     return np.random.default_rng([0 if seed is None else seed, zlib.crc32(name.encode())])
 
 
+_BUILTIN_ERRORS = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
+_WHERE = re.compile(r"\((<cell \d+> line \d+)\)$")
+
+
+def scrub_error(text: str) -> str:
+    """An exception text from a hidden question, without anything the submission could fill with the hidden
+    inputs: the exception's type if it is a built-in one (a class the submission made up could carry data in its
+    name), and where it was raised (``<cell 3> line 7``), never its message."""
+    kind = text.split(":", 1)[0].strip()
+    if kind == "ProtocolError":      # raised by the worker when the answer is not data; its text names a type
+        kind = "ProtocolError: the answer cannot be sent (only arrays, tensors, numbers, booleans, strings, None " \
+               "and lists of them)"
+    elif kind not in _BUILTIN_ERRORS:
+        kind = "an exception"
+    m = _WHERE.search(text.strip())
+    return f"{kind}{f' ({m.group(1)})' if m else ''} (hidden check: the message is not shown)"
+
+
 def run_questions(qs: list[Question], sub: _Proxy, ref: _Proxy | None, seed: int | None,
                   on_question: Callable | None = None) -> list[dict]:
     """Run questions; public ones with a fixed seed, hidden ones with ``seed`` (the run's secret)."""
@@ -217,10 +256,12 @@ def run_questions(qs: list[Question], sub: _Proxy, ref: _Proxy | None, seed: int
                     raise ValueError(f"question {q.name} returned {frac}, not a fraction in [0, 1]")
                 r.update(score=round(frac * q.points, 6), passed=frac == 1.0,
                          message="" if frac == 1.0 else f"partial credit {frac:.0%}")
+            except GraderError:
+                raise                     # the grader's failure: the submission is not graded, never scored 0
             except AssertionError as e:
                 r["message"] = short(str(e) or "assertion failed", 600)
             except StudentError as e:
-                r["message"] = f"your code raised {short(str(e))}"
+                r["message"] = f"your code raised {scrub_error(str(e)) if q.hidden else short(str(e))}"
             except CallTimeout as e:
                 r["message"] = f"time limit: {e}"
             except SubmissionTimeout as e:
@@ -230,7 +271,8 @@ def run_questions(qs: list[Question], sub: _Proxy, ref: _Proxy | None, seed: int
             except ProtocolError as e:
                 r["message"] = f"the answer was not plain data within the limits: {short(str(e))}"
             except Exception as e:  # noqa: BLE001 - a malformed answer (wrong shape or type) fails its question
-                r["message"] = f"your answer could not be checked: {short(f'{type(e).__name__}: {e}')}"
+                text = f"{type(e).__name__}: {e}"
+                r["message"] = f"your answer could not be checked: {scrub_error(text) if q.hidden else short(text)}"
         r["seconds"] = round(time.monotonic() - t0, 3)
         results.append(r)
         if on_question is not None:

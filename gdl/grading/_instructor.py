@@ -43,10 +43,12 @@ _RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope entry point: grade the submitted notebook against the master (hidden tests + reference solution).
 # The submission runs sandboxed (bubblewrap); if the image cannot create namespaces the run fails loudly
 # rather than grading unsandboxed.
+# AUTOGRADER_ROOT and GDL_COMMAND exist for the local simulation of this layout (tests/test_grading_gradescope.py).
 set -uo pipefail
-cd /autograder/source
-/autograder/venv/bin/gdl grade-one /autograder/submission --master {master} \\
-    --gradescope /autograder/results/results.json
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+GDL="${{GDL_COMMAND:-$ROOT/venv/bin/gdl}}"
+cd "$ROOT/source"
+$GDL grade-one "$ROOT/submission" --master {master} --gradescope "$ROOT/results/results.json"
 """
 
 
@@ -130,10 +132,29 @@ def solutions_page(masters: str | Path) -> str:
 
 
 def results_summary(run_dir: str | Path) -> str:
-    """One line per student of a run (for the CLI)."""
+    """One line per student of a run, then what needs the instructor: grader errors (with the command that grades
+    them again), rejected files and flagged submissions (for the CLI)."""
     run = Path(run_dir)
-    lines = []
+    lines, errors, rejected, flagged = [], [], [], []
     for p in sorted((run / "students").glob("*.json")):
+        if ".regrade-" in p.name or ".replaced-" in p.name:
+            continue
         r = json.loads(p.read_text())
-        lines.append(f"{r['student']:>24}  {r['score']:g}/{r['max_score']:g}")
+        status = r.get("status", "graded")
+        score = "NOT GRADED (grader error)" if r["score"] is None else f"{r['score']:g}/{r['max_score']:g}"
+        lines.append(f"{r['student']:>24}  {score}" + (f"  [{status}]" if status != "graded" else "")
+                     + ("  [FLAGGED]" if r.get("flags") else ""))
+        if status == "grader_error":
+            errors.append(r["student"])
+        elif status == "rejected":
+            rejected.append(f"{r['student']}: {r['errors'][0] if r.get('errors') else ''}")
+        for f in r.get("flags", []):
+            flagged.append(f"{r['student']}: {f}")
+    if flagged:
+        lines += ["", f"{len(flagged)} flag(s):"] + [f"  {f}" for f in flagged]
+    if rejected:
+        lines += ["", f"{len(rejected)} submission(s) rejected at intake:"] + [f"  {x}" for x in rejected]
+    if errors:
+        lines += ["", f"{len(errors)} student(s) NOT GRADED because of a grader error: {', '.join(errors)}",
+                  f"grade them again with:  gdl regrade {run} --errors"]
     return "\n".join(lines)

@@ -40,17 +40,22 @@ def _error_text(exc: BaseException) -> str:
     return short(f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else ""))
 
 
-def _drop_privileges() -> None:
+def _drop_privileges(uid: int = 65534) -> None:
+    """As root (the grader's root mode): become ``uid``, the host uid of this worker's slot, which no other
+    concurrent worker has, so that the kernel's per-user counts (processes, keys) are this submission's alone."""
     if hasattr(os, "getuid") and os.getuid() == 0:
         os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() == 0 or os.geteuid() == 0:
+            raise SystemExit("could not drop root")
 
 
 def main(argv: list[str]) -> None:
     path = argv[0]
     skip = {int(i) for i in argv[2].split(",") if i} if len(argv) > 2 and argv[1] == "--skip" else set()
     keep_user = "--keep-user" in argv     # --unsafe runs: outside the sandbox, nobody could not read the stdlib
+    uid = int(argv[argv.index("--uid") + 1]) if "--uid" in argv else 65534
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDWR)
@@ -59,7 +64,7 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(proto_in.fileno(), False)
     os.set_inheritable(proto_out.fileno(), False)
     if not keep_user:
-        _drop_privileges()
+        _drop_privileges(uid)
 
     from gdl.grading._protocol import (
         ProtocolError,

@@ -139,6 +139,9 @@ def _field_errors(lhs: Any, rhs: Any, out_action: Action | None) -> dict[str, to
     for (k, x), (_, y) in zip(la, lb):
         if x.shape != y.shape:
             raise ValueError(f"field {k!r}: f(g.x) has shape {tuple(x.shape)} but g.f(x) has shape {tuple(y.shape)}")
+        if x.numel() == 0:
+            raise ValueError(f"field {k!r}: the output is empty (shape {tuple(x.shape)}); an empty output cannot "
+                             f"show equivariance, expected at least one element")
         out[k] = _relative(x, y)
     if not out:
         raise ValueError("the function returned no float tensors to compare")
@@ -331,6 +334,10 @@ def equivariance_error(
     elif callable(inputs) and not torch.is_tensor(inputs) and not _is_graph_batch(inputs):
         inputs = inputs(gen)
     x = tree_map(lambda t: t.to(dtype) if t.is_floating_point() else t, inputs)
+    floats = [t for t in leaves(x) if t.is_floating_point()]
+    if floats and sum(t.numel() for t in floats) == 0:
+        raise ValueError(f"the input is empty (shapes {[tuple(t.shape) for t in floats]}); expected at least one "
+                         f"element to check {_name(f)} on")
     if isinstance(f, torch.nn.Module):
         device = next((p.device for p in f.parameters()), None)
         if device is not None:
