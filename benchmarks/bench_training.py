@@ -4,16 +4,18 @@
     python benchmarks/bench_training.py --device cuda --scale full
 
 The bare loop is the limit for a model: its batches are collated before the clock starts, and each step is only
-``loss_fn(model(batch), batch)``, ``zero_grad``, ``backward`` and ``step`` with a fresh ``Adam`` per epoch (as
-``train`` makes one per call). Each model is timed four ways, round-robin (one epoch of each per round, so a change
-of machine load hits all of them alike; the median over ``--repeats`` rounds after ``--warmup``):
+``loss_fn(model(batch), batch)``, ``zero_grad``, ``backward`` and ``step`` with a fresh ``gdl.training.adam`` per
+epoch (as ``train`` makes one per call). Each model is timed four ways, round-robin (one epoch of each per round, so
+a change of machine load hits all of them alike; the median over ``--repeats`` rounds after ``--warmup``):
 
 - ``bare``: the loop above;
 - ``train, GraphDataset``: ``train(model, GraphDataset(graphs), ...)`` for one epoch (the data set materialised once,
   batches gathered by index on the device);
 - ``train, list``: ``train(model, graphs, ...)``, the call the chapters make; it materialises the data set at the
   start of the call, which one epoch does not amortise (a run of many epochs does);
-- ``train, collate``: ``train(..., preload=False)``, every batch collated from the list in Python (the old path).
+- ``train, collate``: ``train(..., preload=False)``, every batch collated from the list in Python (the old path);
+- with ``--before REV``, also ``train`` as it was at git revision ``REV`` (loaded from ``git show``), for a
+  before/after ratio in the same run.
 
 The workloads are the chapters' small-scale settings: chapter 9's GNN and EGNN on 200 charged five-body systems
 (batch 25, hidden 32, float64 as in the chapter) and chapter 8's SchNet with forces on 40 ethanol frames (one batch
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+from pathlib import Path
 
 import torch
 from _common import add_common_arguments, ethanol_batch, set_up, timed
@@ -33,7 +36,7 @@ from _common import add_common_arguments, ethanol_batch, set_up, timed
 from gdl.data import GraphDataset, collate, nbody_splits, unbatch
 from gdl.nn import EGNN, CoordinateGNN, SchNet
 from gdl.nn.atomistic import EnergyForces, energy_force_loss
-from gdl.training import train
+from gdl.training import adam, train
 
 GOAL = 1.2
 
@@ -68,7 +71,7 @@ def workloads(scale: str, device: torch.device) -> dict:
 
 def bare_epoch(model, batches, loss_fn, lr) -> None:
     """The limit: pre-collated batches, the same optimiser, nothing else."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr)             # the optimiser train uses
     model.train()
     for b in batches:
         loss = loss_fn(model(b), b)
@@ -77,51 +80,73 @@ def bare_epoch(model, batches, loss_fn, lr) -> None:
         opt.step()
 
 
+def train_at(rev: str):
+    """``gdl.training.train`` as it was at git revision ``rev`` (its module text executed in a fresh namespace)."""
+    import subprocess
+    import sys
+    import types
+
+    text = subprocess.run(["git", "show", f"{rev}:gdl/training.py"], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent).stdout
+    module = types.ModuleType(f"gdl_training_{rev}")
+    sys.modules[module.__name__] = module              # dataclasses look their module up there
+    exec(compile(text, f"gdl/training.py@{rev}", "exec"), module.__dict__)
+    return module.train
+
+
+def time_workload(build, graphs, loss_fn, bs, lr, device, repeats, warmup, before=None) -> dict[str, float]:
+    """Median seconds per epoch of the four variants, round-robin."""
+    torch.manual_seed(0)
+    model = build().to(device)
+    data = GraphDataset(graphs, device=device)
+    order = torch.randperm(len(graphs), generator=torch.Generator().manual_seed(0))
+    batches = [collate([graphs[i] for i in order[s:s + bs].tolist()]).to(device) for s in range(0, len(graphs), bs)]
+    common = dict(epochs=1, batch_size=bs, lr=lr, loss_fn=loss_fn, device=device, progress=False)
+    variants = {
+        "bare": lambda m: bare_epoch(m, batches, loss_fn, lr),
+        "dataset": lambda m: train(m, data, None, **common),
+        "list": lambda m: train(m, graphs, None, **common),
+        "collate": lambda m: train(m, graphs, None, preload=False, **common),
+    }
+    if before is not None:
+        variants["before"] = lambda m: before(m, graphs, None, **common)
+    models = {k: copy.deepcopy(model) for k in variants}
+    times = {k: [] for k in variants}
+    for i in range(warmup + repeats):
+        for k, run in variants.items():
+            t = timed(lambda k=k, run=run: run(models[k]), device)
+            if i >= warmup:
+                times[k].append(t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, repeats=15, warmup=2)
     parser.add_argument("--scale", default="small", choices=["small", "full"])
     parser.add_argument("--only", default="", help="run the workloads whose name contains this text")
+    parser.add_argument("--before", default=None, help="also time train as it was at this git revision")
     args = parser.parse_args()
     device = set_up(args)
+    before = train_at(args.before) if args.before else None
     print(f"median of {args.repeats} epochs after {args.warmup} warm-up epochs, the four variants round-robin\n")
-    print("| workload | bare loop (ms/epoch) | train, GraphDataset | train, list | train, collate (old path) |")
-    print("|---|---:|---:|---:|---:|")
+    extra = f" train at {args.before} |" if before else ""
+    print("| workload | bare loop (ms/epoch) | train, GraphDataset | train, list | train, collate (old path) |" + extra)
+    print("|---|---:|---:|---:|---:|" + ("---:|" if before else ""))
     verdicts = []
     for name, (build, graphs, loss_fn, bs, lr) in workloads(args.scale, device).items():
         if args.only not in name:
             continue
-        torch.manual_seed(0)
-        model = build().to(device)
-        if graphs[0]["pos"].dtype == torch.float64:
-            model = model.double()
-        data = GraphDataset(graphs, device=device)
-        g = torch.Generator().manual_seed(0)
-        order = torch.randperm(len(graphs), generator=g)
-        batches = [collate([graphs[i] for i in order[s:s + bs].tolist()]).to(device)
-                   for s in range(0, len(graphs), bs)]
-        common = dict(epochs=1, batch_size=bs, lr=lr, loss_fn=loss_fn, device=device, progress=False)
-        variants = {
-            "bare": lambda m: bare_epoch(m, batches, loss_fn, lr),
-            "dataset": lambda m: train(m, data, None, **common),
-            "list": lambda m: train(m, graphs, None, **common),
-            "collate": lambda m: train(m, graphs, None, preload=False, **common),
-        }
-        models = {k: copy.deepcopy(model) for k in variants}
-        times = {k: [] for k in variants}
-        for i in range(args.warmup + args.repeats):
-            for k, run in variants.items():
-                t = timed(lambda k=k, run=run: run(models[k]), device)
-                if i >= args.warmup:
-                    times[k].append(t)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = time_workload(build, graphs, loss_fn, bs, lr, device, args.repeats, args.warmup, before)
         r = {k: med[k] / med["bare"] for k in med}
-        print(f"| {name} | {1e3 * med['bare']:.1f} | {r['dataset']:.2f} | {r['list']:.2f} | {r['collate']:.2f} |")
-        verdicts.append((name, r["dataset"], r["collate"]))
+        tail = f" {r['before']:.2f} |" if before else ""
+        print(f"| {name} | {1e3 * med['bare']:.1f} | {r['dataset']:.2f} | {r['list']:.2f} | {r['collate']:.2f} |"
+              + tail)
+        verdicts.append((name, r["dataset"], r.get("before")))
     print()
     for name, ratio, old in verdicts:
-        print(f"{name}: train / bare loop {ratio:.2f} (old collate path {old:.2f}; goal: <= {GOAL}, "
-              f"{'met' if ratio <= GOAL else 'NOT met'})")
+        was = f"; train at {args.before}: {old:.2f}" if old is not None else ""
+        print(f"{name}: train / bare loop {ratio:.2f} (goal: <= {GOAL}, {'met' if ratio <= GOAL else 'NOT met'}{was})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from torch import nn
 
 import gdl.training
 from gdl.data import GraphBatch, GraphDataset, collate, nbody_splits
-from gdl.training import evaluate, fit, train
+from gdl.training import adam, evaluate, fit, train
 
 
 def _graphs(n=40, seed=0, int32=False):
@@ -179,3 +179,31 @@ def test_tensor_data_and_custom_collate_take_the_old_path_with_the_same_losses()
     train(_Net(), _graphs(12), None, loss_fn=_mse, epochs=1, batch_size=5, device="cpu", progress=False,
           collate_fn=my_collate)
     assert calls == [5, 5, 2]                           # a custom collate is honoured, batch by batch
+
+
+def test_train_equals_a_bare_loop_with_plain_adam():
+    """train's (fused) Adam and its batches: the losses of a hand-written loop with PyTorch's default Adam."""
+    data = _graphs(30, seed=6)
+    torch.manual_seed(0)
+    model = _Net()
+    bare = _Net()
+    bare.load_state_dict(model.state_dict())
+    hist = train(model, data, None, loss_fn=_mse, epochs=3, batch_size=8, lr=1e-2, seed=5, device="cpu",
+                 progress=False)
+    g = torch.Generator().manual_seed(5)
+    opt = torch.optim.Adam(bare.parameters(), lr=1e-2, foreach=False)
+    losses = []
+    for _ in range(3):
+        order = torch.randperm(len(data), generator=g)
+        total = 0.0
+        for s in range(0, len(data), 8):
+            idx = order[s:s + 8].tolist()
+            loss = _mse(bare(collate([data[i] for i in idx])), collate([data[i] for i in idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(data))
+    assert hist.loss == pytest.approx(losses, rel=1e-5)
+    assert adam(model.parameters()).defaults["fused"] is True
+    assert adam([torch.zeros(2, dtype=torch.long)]).defaults["fused"] is None     # not float: the default
