@@ -1,12 +1,14 @@
 """Measure: grade 30 submissions of one exercise with `gdl grade` in 2 parallel workers (sandboxed).
 
-    .venv/bin/python exercises/bench_grading.py [--exercise ex07] [--n 30] [--jobs 2]
+    .venv/bin/python exercises/bench_grading.py [--exercise ex07] [--n 30] [--jobs 2] [--unsafe | --compare]
 
-With ``--unsafe`` (no sandbox) it also reports the CPU time of every process, i.e. the wall time the run would
-take on otherwise idle cores. The submissions are a mix the grader meets in practice: a third full solutions (the
-master), a third unmodified student versions, a third half-finished (one function solved, the other still
-raising). Prints the wall time of the whole run (loading the exercise in each worker process included) and the
-score distribution.
+It reports the wall time and the CPU time of every process (grader, pool, bubblewrap, and the sandboxed workers
+as their cgroups measured them: root mode), i.e. the wall time the run would take on otherwise idle cores.
+``--unsafe`` grades without the sandbox; ``--compare`` runs both, one after the other on the same submissions, and
+prints what the isolation costs (wall and CPU ratios). The submissions are a mix the grader meets in practice: a
+third full solutions (the master), a third unmodified student versions, a third half-finished (one function
+solved, the other still raising). Prints the wall time of the whole run (loading the exercise in each worker
+process included) and the score distribution.
 """
 
 from __future__ import annotations
@@ -55,17 +57,30 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _run(subs: Path, master: Path, out: Path, jobs: int, unsafe: bool) -> tuple[float, float, dict]:
+    t0, c0 = time.perf_counter(), _cpu()
+    run = grade_folder(subs, master, out, jobs=jobs, unsafe=unsafe, progress=False)
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+    results = [json.loads(p.read_text()) for p in (run / "students").glob("*.json")]
+    # sandboxed workers are not reaped by the processes above them (bubblewrap's pid 1 is not waited for by its
+    # parent), so their CPU time comes from each submission's cgroup (root mode), recorded in its result
+    cpu += sum(r.get("worker_cpu_seconds", 0.0) for r in results)
+    scores = collections.Counter(str(r["score"]) for r in results)
+    return seconds, cpu, dict(sorted(scores.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--exercise", default="ex07")
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--unsafe", action="store_true",
-                    help="no sandbox: the workers are then direct children, so their CPU time is counted "
-                         "(bubblewrap does not reap its sandboxed process, which hides its CPU time)")
+    ap.add_argument("--unsafe", action="store_true", help="no sandbox")
+    ap.add_argument("--compare", action="store_true", help="sandboxed, then unsafe: the cost of the isolation")
     a = ap.parse_args()
     master = find_master(ROOT / "masters", a.exercise)
     student = ROOT / "student" / master.name
+    modes = [False, True] if a.compare else [a.unsafe]
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         subs = Path(tmp) / "submissions"
         subs.mkdir()
@@ -77,16 +92,18 @@ def main() -> None:
                 shutil.copy(Path(tmp) / "half.ipynb", dst)
             else:
                 shutil.copy(master if kind == "full" else student, dst)
-        t0, c0 = time.perf_counter(), _cpu()
-        run = grade_folder(subs, master, Path(tmp) / "results", jobs=a.jobs, unsafe=a.unsafe)
-        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
-        scores = collections.Counter(json.loads(p.read_text())["score"] for p in (run / "students").glob("*.json"))
-    print(f"graded {a.n} submissions of {a.exercise} with {a.jobs} workers in {seconds:.1f} s "
-          f"({seconds / a.n:.2f} s per submission); scores: {dict(sorted(scores.items()))}")
-    who = "grader, pool and workers" if a.unsafe else "grader and pool; not the sandboxed workers (see --unsafe)"
-    print(f"{'UNSAFE (no sandbox), ' if a.unsafe else 'sandboxed, '}CPU time ({who}): {cpu:.1f} s, i.e. "
-          f"{cpu / a.jobs:.1f} s on {a.jobs} otherwise idle cores; load average now {os.getloadavg()[0]:.1f}")
-    sys.exit(0 if sum(scores.values()) == a.n else 1)
+        for unsafe in modes:
+            seconds, cpu, scores = _run(subs, master, Path(tmp) / "results", a.jobs, unsafe)
+            results[unsafe] = (seconds, cpu)
+            print(f"{'UNSAFE (no sandbox)' if unsafe else 'sandboxed'}: graded {a.n} submissions of {a.exercise} "
+                  f"with {a.jobs} workers in {seconds:.1f} s wall ({seconds / a.n:.2f} s per submission); "
+                  f"CPU time of all processes {cpu:.1f} s, i.e. {cpu / a.jobs:.1f} s on {a.jobs} otherwise idle "
+                  f"cores; load average now {os.getloadavg()[0]:.1f}; scores: {scores}")
+            if sum(scores.values()) != a.n or "None" in scores:
+                sys.exit(1)
+    if a.compare:
+        (ws, cs), (wu, cu) = results[False], results[True]
+        print(f"isolation cost: wall {ws / wu:.2f}x, CPU {cs / cu:.2f}x (sandboxed / unsafe)")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ _TIMEOUTS, _LIMITS = Timeouts(), ResourceLimits()
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(read_submission(path, 64 << 20)).hexdigest()
+    """Of a trusted file (the master), which may be a link the instructor made."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def student_name(path: Path, root: Path) -> str:
@@ -170,6 +171,10 @@ def grade_submission(notebook: str | Path, exercise: Exercise, *, seed: int, uns
             return r
         result["cells"] = [c for _, c in sorted(session.cells.items()) if c["status"] != "ok"]
         result["restarts"] = max(0, session.starts - 1)
+        if session.cpu_seconds is not None:
+            result["worker_cpu_seconds"] = round(session.cpu_seconds, 3)
+        if session.peak_memory is not None:
+            result["worker_peak_memory_mib"] = round(session.peak_memory / 2**20, 1)
         if session.oom:
             result["errors"].append("the submission went over its memory cap and was killed")
         if session.notebook_error:

@@ -143,9 +143,12 @@ class Cgroup:
         own = _own_cgroups()
         if _is_cgroup2(_CGROUP_ROOT) and "" in own:
             return 2, [(_CGROUP_ROOT, own[""])]
-        mem, pids = _CGROUP_ROOT / "memory", _CGROUP_ROOT / "pids"
+        mem, pids, acct = _CGROUP_ROOT / "memory", _CGROUP_ROOT / "pids", _CGROUP_ROOT / "cpuacct"
         if (mem / "memory.limit_in_bytes").exists() and (pids / "cgroup.procs").exists():
-            return 1, [(mem, own.get("memory", "/")), (pids, own.get("pids", "/"))]
+            found = [(mem, own.get("memory", "/")), (pids, own.get("pids", "/"))]
+            if (acct / "cpuacct.usage").exists():      # only measures (the CPU time in the result)
+                found.append((acct, own.get("cpuacct", own.get("cpu,cpuacct", "/"))))
+            return 1, found
         return None
 
     @classmethod
@@ -171,7 +174,7 @@ class Cgroup:
                 (d / "memory.swap.max").exists() and (d / "memory.swap.max").write_text("0")
                 (d / "pids.max").write_text(str(pids))
             else:
-                mem, pid = made
+                mem, pid = made[:2]
                 (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 if (mem / "memory.memsw.limit_in_bytes").exists():
                     try:
@@ -196,6 +199,19 @@ class Cgroup:
             except (OSError, ValueError):
                 pass
         return out
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by all processes that were in this cgroup (v2 ``cpu.stat``, v1 ``cpuacct.usage``)."""
+        try:
+            if self.version == 2:
+                for line in (self.dirs[0] / "cpu.stat").read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        return int(line.split()[1]) / 1e6
+                return None
+            acct = [d for d in self.dirs if (d / "cpuacct.usage").exists()]
+            return int((acct[0] / "cpuacct.usage").read_text()) / 1e9 if acct else None
+        except (OSError, ValueError):
+            return None
 
     def peak_memory(self) -> int | None:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"

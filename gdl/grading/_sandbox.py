@@ -303,9 +303,14 @@ class WorkerSession:
         self._next_id = 0
         self._received = 0                 # protocol bytes received from this submission, all starts together
         self._stderr = b""
-        self._slot = UidSlot() if not unsafe and os.geteuid() == 0 else None
+        try:
+            self._slot = UidSlot() if not unsafe and os.geteuid() == 0 else None
+        except (OSError, RuntimeError) as e:
+            raise GraderError(f"no grading uid available: {type(e).__name__}: {str(e)[:200]}") from None
         self.cgroup: Cgroup | None = None
         self.oom = False
+        self.cpu_seconds: float | None = None     # of the sandboxed processes (from the cgroup, where there is one)
+        self.peak_memory: int | None = None
         if not unsafe and isolation_mode()["cgroup"]:
             name = f"gdl-grade-{os.getpid()}-{self._slot.uid if self._slot else 0}-{time.monotonic_ns() % 10**9}"
             self.cgroup = Cgroup.create(name, limits.cgroup_memory_bytes, limits.processes)
@@ -420,6 +425,7 @@ class WorkerSession:
                 pass
         self.kill()
         if self.cgroup is not None:
+            self.cpu_seconds, self.peak_memory = self.cgroup.cpu_seconds(), self.cgroup.peak_memory()
             self.cgroup.remove()
             self.cgroup = None
         if self._slot is not None:
