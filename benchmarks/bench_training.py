@@ -14,13 +14,16 @@ a change of machine load hits all of them alike; the median over ``--repeats`` r
 - ``train, list``: ``train(model, graphs, ...)``, the call the chapters make; it materialises the data set at the
   start of the call, which one epoch does not amortise (a run of many epochs does);
 - ``train, collate``: ``train(..., preload=False)``, every batch collated from the list in Python (the old path);
+- ``train, GraphDataset, fused Adam``: the first with ``fused=True`` (one optimiser kernel; still divided by the
+  plain-Adam bare loop, so it shows what fusing saves);
 - with ``--before REV``, also ``train`` as it was at git revision ``REV`` (loaded from ``git show``), for a
   before/after ratio in the same run.
 
-The workloads are the chapters' small-scale settings: chapter 9's GNN and EGNN on 200 charged five-body systems
-(batch 25, hidden 32, float64 as in the chapter) and chapter 8's SchNet with forces on 40 ethanol frames (one batch
-per epoch) and on 200 frames in batches of 25. ``--scale full`` uses chapter 9's full sizes (3000 systems, batch
-100, hidden 64). Goal: ``train, GraphDataset`` / ``bare`` at most 1.2. A measurement, not a test.
+The first three use PyTorch's default Adam, like the bare loop. The workloads are the chapters' small-scale
+settings: chapter 9's GNN and EGNN on 200 charged five-body systems (batch 25, hidden 32) and chapter 8's SchNet
+with forces on 40 rattled ethanol molecules (one batch per epoch) and on 200 in batches of 25. ``--scale full``
+uses chapter 9's full sizes (3000 systems, batch 100, hidden 64). Goal: ``train, GraphDataset`` / ``bare`` at most
+1.2. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -69,9 +72,9 @@ def workloads(scale: str, device: torch.device) -> dict:
     return out
 
 
-def bare_epoch(model, batches, loss_fn, lr) -> None:
+def bare_epoch(model, batches, loss_fn, lr, fused=False) -> None:
     """The limit: pre-collated batches, the same optimiser, nothing else."""
-    opt = adam(model.parameters(), lr=lr)             # the optimiser train uses
+    opt = adam(model.parameters(), lr=lr, fused=fused)    # the optimiser train uses
     model.train()
     for b in batches:
         loss = loss_fn(model(b), b)
@@ -104,6 +107,7 @@ def time_workload(build, graphs, loss_fn, bs, lr, device, repeats, warmup, befor
     common = dict(epochs=1, batch_size=bs, lr=lr, loss_fn=loss_fn, device=device, progress=False)
     variants = {
         "bare": lambda m: bare_epoch(m, batches, loss_fn, lr),
+        "fused": lambda m: train(m, data, None, fused=True, **common),
         "dataset": lambda m: train(m, data, None, **common),
         "list": lambda m: train(m, graphs, None, **common),
         "collate": lambda m: train(m, graphs, None, preload=False, **common),
@@ -131,8 +135,9 @@ def main() -> None:
     before = train_at(args.before) if args.before else None
     print(f"median of {args.repeats} epochs after {args.warmup} warm-up epochs, the four variants round-robin\n")
     extra = f" train at {args.before} |" if before else ""
-    print("| workload | bare loop (ms/epoch) | train, GraphDataset | train, list | train, collate (old path) |" + extra)
-    print("|---|---:|---:|---:|---:|" + ("---:|" if before else ""))
+    print("| workload | bare loop (ms/epoch) | train, GraphDataset | train, list | train, collate (old path) | "
+          "train, GraphDataset, fused Adam |" + extra)
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if before else ""))
     verdicts = []
     for name, (build, graphs, loss_fn, bs, lr) in workloads(args.scale, device).items():
         if args.only not in name:
@@ -140,8 +145,8 @@ def main() -> None:
         med = time_workload(build, graphs, loss_fn, bs, lr, device, args.repeats, args.warmup, before)
         r = {k: med[k] / med["bare"] for k in med}
         tail = f" {r['before']:.2f} |" if before else ""
-        print(f"| {name} | {1e3 * med['bare']:.1f} | {r['dataset']:.2f} | {r['list']:.2f} | {r['collate']:.2f} |"
-              + tail)
+        print(f"| {name} | {1e3 * med['bare']:.1f} | {r['dataset']:.2f} | {r['list']:.2f} | {r['collate']:.2f} | "
+              f"{r['fused']:.2f} |" + tail)
         verdicts.append((name, r["dataset"], r.get("before")))
     print()
     for name, ratio, old in verdicts:

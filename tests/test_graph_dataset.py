@@ -182,7 +182,7 @@ def test_tensor_data_and_custom_collate_take_the_old_path_with_the_same_losses()
 
 
 def test_train_equals_a_bare_loop_with_plain_adam():
-    """train's (fused) Adam and its batches: the losses of a hand-written loop with PyTorch's default Adam."""
+    """train's Adam and its batches: the losses of a hand-written loop with PyTorch's default Adam."""
     data = _graphs(30, seed=6)
     torch.manual_seed(0)
     model = _Net()
@@ -205,5 +205,10 @@ def test_train_equals_a_bare_loop_with_plain_adam():
             total += loss.item() * len(idx)
         losses.append(total / len(data))
     assert hist.loss == pytest.approx(losses, rel=1e-5)
-    assert adam(model.parameters()).defaults["fused"] is True
-    assert adam([torch.zeros(2, dtype=torch.long)]).defaults["fused"] is None     # not float: the default
+    assert adam(model.parameters()).defaults["fused"] is None                      # PyTorch's default
+    assert adam(model.parameters(), fused=True).defaults["fused"] is True
+    assert adam([torch.zeros(2, dtype=torch.long)], fused=True).defaults["fused"] is None   # not float
+    torch.manual_seed(0)
+    fused = train(_Net(), data, None, loss_fn=_mse, epochs=3, batch_size=8, lr=1e-2, seed=5, device="cpu",
+                  progress=False, fused=True)
+    assert fused.loss == pytest.approx(losses, rel=1e-3)                          # same rule, other rounding
