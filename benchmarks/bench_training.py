@@ -5,7 +5,7 @@
 
 The bare loop is the limit for a model: its batches are collated before the clock starts, and each step is only
 ``loss_fn(model(batch), batch)``, ``zero_grad``, ``backward`` and ``step`` with a fresh ``gdl.training.adam`` per
-epoch (as ``train`` makes one per call). Each model is timed four ways, round-robin (one epoch of each per round, so
+epoch (as ``train`` makes one per call). Each model is timed several ways, round-robin (one epoch of each per round, so
 a change of machine load hits all of them alike; the median over ``--repeats`` rounds after ``--warmup``):
 
 - ``bare``: the loop above;
