@@ -34,11 +34,13 @@ import torch
 from torch import nn
 
 from gdl.data.graphs import GraphBatch
+from gdl.nn._checks import model_dtype
 from gdl.nn.message_passing import scatter_mean, scatter_sum
 from gdl.nn.neighbours import edge_vectors, radius_graph
 
-__all__ = ["atoms_batch", "check_atoms", "neighbour_edges", "EnergyForces", "PairEnergy", "CoordinateMLP",
-           "energy_statistics", "energy_force_loss", "energy_mae", "force_mae", "atomistic_symmetry", "MAX_Z"]
+__all__ = ["atoms_batch", "check_atoms", "check_coincident", "neighbour_edges", "EnergyForces", "PairEnergy",
+           "CoordinateMLP", "energy_statistics", "energy_force_loss", "energy_mae", "force_mae",
+           "atomistic_symmetry", "MAX_Z"]
 
 #: Default size of atom-type embeddings: atomic numbers 0..99.
 MAX_Z = 100
@@ -94,13 +96,16 @@ def _check_tensors(pos: Any, z: Any, batch: Any, num_types: int | None = None) -
             raise ValueError(f"z (atom types) has values {bad[:10]} outside the embedding's range 0..{top - 1}")
 
 
-def check_atoms(batch: Any, num_types: int | None = None, who: str = "atomistic model") -> GraphBatch:
+def check_atoms(batch: Any, num_types: int | None = None, who: str = "atomistic model",
+                dtype: torch.dtype | None = None) -> GraphBatch:
     """Check that ``batch`` is an atomic :class:`GraphBatch` and return it; raise naming the faulty tensor.
 
     Args:
         batch: the input.
         num_types: size of the model's atom-type embedding (``z`` must lie in ``0 .. num_types - 1``).
         who: the model's name, used in the messages.
+        dtype: the model's dtype: ``pos`` is cast to it (one rule for every model, :mod:`gdl.nn._checks`;
+            gradients flow back through the cast).
 
     Raises:
         TypeError: ``batch`` is not a GraphBatch, or lacks ``pos`` or ``z``.
@@ -114,6 +119,8 @@ def check_atoms(batch: Any, num_types: int | None = None, who: str = "atomistic 
         if key not in batch:
             raise TypeError(f"{who} needs the node field {key!r} in its GraphBatch; fields: {batch.keys()}")
     _check_tensors(batch.pos, batch.z, batch.batch, num_types)
+    if dtype is not None and batch.pos.dtype != dtype:
+        batch = batch.replace(pos=batch.pos.to(dtype))
     return batch
 
 
@@ -121,13 +128,35 @@ def neighbour_edges(batch: GraphBatch, cutoff: float, max_neighbours: int | None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(edge_index, vec, dist)`` for a model with a cutoff: the batch's own ``edge_index`` when it has one,
     else :func:`gdl.nn.neighbours.radius_graph` of ``batch.pos``. ``vec = pos[j] - pos[i]`` ``(E, 3)`` and
-    ``dist`` ``(E,)`` are differentiable in ``batch.pos``."""
+    ``dist`` ``(E,)`` are differentiable in ``batch.pos``.
+
+    Raises:
+        ValueError: a supplied ``edge_index`` has a self-loop (an atom is not its own neighbour: distance 0).
+    """
     if batch.edge_index is not None:
         edge_index = batch.edge_index
+        if edge_index.numel() and edge_index.device.type != "meta":
+            loops = (edge_index[0] == edge_index[1]).nonzero().flatten()
+            if len(loops):
+                atoms = edge_index[0, loops].tolist()
+                raise ValueError(f"edge_index has self-loops (an atom as its own neighbour) at atoms {atoms[:10]}: "
+                                 f"models that use distances need edges between distinct atoms")
     else:
         edge_index = radius_graph(batch.pos, cutoff, batch.batch, max_neighbours=max_neighbours)
     vec, dist = edge_vectors(batch.pos, edge_index)
     return edge_index, vec, dist
+
+
+def check_coincident(edge_index: torch.Tensor, dist: torch.Tensor, who: str, tol: float = 1e-6) -> None:
+    """Raise ``ValueError`` naming the first two atoms closer than ``tol`` (Angstrom), for models that divide by
+    a distance (DimeNet++'s envelope :math:`1/d`, its bond angles)."""
+    if dist.numel() == 0 or dist.device.type == "meta":
+        return
+    close = (dist.detach() < tol).nonzero().flatten()
+    if len(close):
+        j, i = (int(v) for v in edge_index[:, close[0]])
+        raise ValueError(f"{who}: atoms {min(i, j)} and {max(i, j)} coincide (distance "
+                         f"{float(dist[close[0]]):.1e} < {tol:g}); {who} needs distinct positions")
 
 
 class EnergyForces(nn.Module):
@@ -207,7 +236,7 @@ class PairEnergy(nn.Module):
         self.charge = nn.Parameter(torch.randn(num_types))
 
     def forward(self, batch: GraphBatch) -> dict[str, torch.Tensor]:
-        check_atoms(batch, self.num_types, "PairEnergy")
+        batch = check_atoms(batch, self.num_types, "PairEnergy", dtype=self.pair.dtype)
         (j, i), _, dist = neighbour_edges(batch, self.cutoff)
         a = 0.5 * (self.pair + self.pair.T)
         e = a[batch.z[i], batch.z[j]].to(dist.dtype) * torch.exp(-dist**2)
@@ -238,7 +267,7 @@ class CoordinateMLP(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
-        check_atoms(batch, who="CoordinateMLP")
+        batch = check_atoms(batch, who="CoordinateMLP", dtype=model_dtype(self))
         if any(n != self.num_atoms for n in batch.sizes):
             raise ValueError(f"CoordinateMLP was built for molecules of {self.num_atoms} atoms, got sizes "
                              f"{sorted(set(batch.sizes))}")

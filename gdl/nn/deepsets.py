@@ -14,7 +14,10 @@ Both are message passing on a graph with no edges plus one pooling step, so they
 Sets of different sizes come either as a :class:`gdl.data.GraphBatch` (elements concatenated, the batch vector
 says which set each belongs to; no ``edge_index`` needed) or padded: a tensor ``(B, N_max, C)`` with a boolean
 ``mask`` ``(B, N_max)`` (``True`` for real elements), passed as ``model(x, mask)`` or ``model({"x": x, "mask":
-mask})``. Padding never changes a result.
+mask})``. Padding never changes a result, whatever it holds (NaN included: padded entries are replaced, with
+``masked_fill``, never multiplied by 0). A set with no element pools to the zero vector (the sum over no
+elements), so its output is :math:`\rho(0)`; the Transformer's pooled read-out does the same. Inputs follow
+:mod:`gdl.nn._checks`: cast to the model's dtype; NaN in a real element is a ``ValueError``.
 
 :class:`GRUSetBaseline` reads the set as a sequence (the order matters to it): the baseline of the chapter.
 
@@ -28,18 +31,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from gdl.nn._checks import check_finite, to_model_dtype
 from gdl.nn.gnn import mlp
 from gdl.nn.message_passing import AGGREGATIONS, check_batch, global_pool, scatter
 
 __all__ = ["DeepSets", "DeepSetsLayer", "GRUSetBaseline", "set_inputs"]
 
 
-def set_inputs(x: Any, mask: torch.Tensor | None, in_dim: int, owner: str):
+def set_inputs(x: Any, mask: torch.Tensor | None, in_dim: int, owner: str, module: nn.Module | None = None):
     """Normalise the accepted set inputs.
 
     Returns ``("graph", x (N, C), batch (N,), num_graphs)`` or ``("padded", x (B, N_max, C), mask (B, N_max),
-    B)``, after checking shapes and raising ``ValueError`` naming the tensor that does not fit.
+    B)``, after checking shapes and raising ``ValueError`` naming the tensor that does not fit or holds NaN in a
+    real element. With ``module``, ``x`` is cast to its dtype, and padded entries are set to 0.
     """
+    kind, x, index, num_sets = _set_inputs(x, mask, in_dim, owner)
+    check_finite(x, "'x'", owner, None if kind == "graph" else index)
+    if kind == "padded":
+        x = x.masked_fill(~index.unsqueeze(-1), 0.0)                   # padding holds nothing, not even NaN
+    return kind, (x if module is None else to_model_dtype(module, x)), index, num_sets
+
+
+def _set_inputs(x: Any, mask: torch.Tensor | None, in_dim: int, owner: str):
     if isinstance(x, dict):
         if "x" not in x:
             raise ValueError(f"{owner}: a padded set input dict needs keys 'x' and optionally 'mask', got {list(x)}")
@@ -70,7 +83,7 @@ def _pool_padded(h: torch.Tensor, mask: torch.Tensor, reduce: str) -> torch.Tens
     if reduce == "max":
         out = h.masked_fill(~m, float("-inf")).amax(dim=1)
         return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
-    total = (h * m).sum(dim=1)
+    total = h.masked_fill(~m, 0.0).sum(dim=1)                       # not h * m: 0 * NaN is NaN
     return total / mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype) if reduce == "mean" else total
 
 
@@ -100,7 +113,7 @@ class DeepSets(nn.Module):
         self.rho = mlp(*[hidden] * rho_layers, out_dim)
 
     def forward(self, x, mask: torch.Tensor | None = None) -> torch.Tensor:
-        kind, x, index, num_sets = set_inputs(x, mask, self.in_dim, type(self).__name__)
+        kind, x, index, num_sets = set_inputs(x, mask, self.in_dim, type(self).__name__, self)
         h = self.phi(x)
         if kind == "graph":
             pooled = global_pool(h, index, num_sets, self.pool)                     # (B, hidden)
@@ -133,13 +146,13 @@ class DeepSetsLayer(nn.Module):
         self.gamma = nn.Linear(in_dim, out_dim, bias=False)     # Gamma
 
     def forward(self, x, mask: torch.Tensor | None = None) -> torch.Tensor:
-        kind, x, index, num_sets = set_inputs(x, mask, self.in_dim, type(self).__name__)
+        kind, x, index, num_sets = set_inputs(x, mask, self.in_dim, type(self).__name__, self)
         if kind == "graph":
             pooled = scatter(x, index, num_sets, self.pool)                          # (B, in_dim)
             return self.lam(x) + self.gamma(pooled)[index]                           # (N, out_dim)
         pooled = _pool_padded(x, index, self.pool)                                   # (B, in_dim)
         out = self.lam(x) + self.gamma(pooled).unsqueeze(1)                          # (B, N_max, out_dim)
-        return out * index.unsqueeze(-1)
+        return out.masked_fill(~index.unsqueeze(-1), 0.0)
 
     def extra_repr(self) -> str:
         return f"{self.in_dim}, {self.out_dim}, pool={self.pool!r}"
@@ -167,7 +180,7 @@ class GRUSetBaseline(nn.Module):
         self.head = nn.Linear(hidden, out_dim)
 
     def forward(self, x, mask: torch.Tensor | None = None) -> torch.Tensor:
-        kind, x, index, num_sets = set_inputs(x, mask, self.in_dim, type(self).__name__)
+        kind, x, index, num_sets = set_inputs(x, mask, self.in_dim, type(self).__name__, self)
         if kind == "graph":
             x, index = _padded(x, index, num_sets)
         if not bool(index.any(1).all()):

@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from gdl.data.graphs import GraphBatch
-from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
+from gdl.nn._checks import model_dtype
+from gdl.nn.atomistic import MAX_Z, check_atoms, check_coincident, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
 from gdl.nn.neighbours import Triplets, triplet_cosines, triplets
 
@@ -293,6 +294,10 @@ class DimeNetPlusPlus(nn.Module):
         num_before_skip, num_after_skip, num_output_layers: residual / output depths (paper: 1, 2, 3).
         max_neighbours: passed to :func:`gdl.nn.neighbours.radius_graph`.
 
+    Raises:
+        ValueError: two atoms coincide (closer than 1e-6 Angstrom): the envelope :math:`1/d` and the bond
+            angles are undefined there, so the model refuses instead of returning NaN.
+
     Examples:
         >>> from gdl.nn.atomistic import EnergyForces, atoms_batch
         >>> model = EnergyForces(DimeNetPlusPlus(hidden_channels=16, num_blocks=1, int_emb_size=8,
@@ -318,9 +323,10 @@ class DimeNetPlusPlus(nn.Module):
                                num_before_skip, num_after_skip) for _ in range(num_blocks))
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
-        check_atoms(batch, self.num_types, "DimeNetPlusPlus")
+        batch = check_atoms(batch, self.num_types, "DimeNetPlusPlus", dtype=model_dtype(self))
         n = batch.num_nodes
         edge_index, _, dist = neighbour_edges(batch, self.cutoff, self.max_neighbours)
+        check_coincident(edge_index, dist, "DimeNetPlusPlus")               # 1/d envelope, angles: d > 0
         j, i = edge_index                                                   # messages j -> i
         t = triplets(edge_index, n)
         rbf = self.rbf(dist)                                                # (E, R)

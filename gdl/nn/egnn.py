@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gdl.nn._checks import check_finite, model_dtype
 from gdl.nn.message_passing import MessagePassing, degree
 
 __all__ = ["EGNNLayer", "EGNN", "CoordinateGNN", "LinearDynamics", "check_points"]
@@ -40,6 +41,21 @@ def check_points(batch, fields: tuple[str, ...] = ("pos",)) -> None:
         if not torch.isfinite(t).all():
             bad = (~torch.isfinite(t)).any(1).nonzero().flatten().tolist()
             raise ValueError(f"{name} has NaN or infinite entries (nodes {bad[:10]})")
+
+
+def _prepare(batch, model: nn.Module, points: tuple[str, ...], features: tuple[str, ...], edge: bool):
+    """Check the point fields (:func:`check_points`), the node scalar fields and ``edge_attr`` (finite), and cast
+    every floating field the model reads to its dtype (the rule of :mod:`gdl.nn._checks`)."""
+    check_points(batch, points)
+    owner = type(model).__name__
+    names = list(points) + [k for k in features if k in batch] + (["edge_attr"] if edge and "edge_attr" in batch
+                                                                   else [])
+    for name in names[len(points):]:
+        check_finite(batch[name], repr(name), owner)
+    dtype = model_dtype(model)
+    cast = {k: batch[k].to(dtype) for k in names
+            if batch[k].is_floating_point() and dtype is not None and batch[k].dtype != dtype}
+    return batch.replace(**cast) if cast else batch
 
 
 def _mlp(n_in: int, hidden: int, n_out: int, last_act: bool = False) -> nn.Sequential:
@@ -157,7 +173,8 @@ class EGNN(nn.Module):
         return h.to(batch.pos.dtype)
 
     def forward(self, batch) -> torch.Tensor:
-        check_points(batch, ("pos", "vel") if self.velocity else ("pos",))
+        batch = _prepare(batch, self, ("pos", "vel") if self.velocity else ("pos",), self.node_features,
+                         bool(self.edge_features))
         edge_index = _edges(batch)
         edge_attr = batch.edge_attr if self.edge_features else None
         if edge_attr is not None and edge_attr.shape != (edge_index.shape[1], self.edge_features):
@@ -205,7 +222,8 @@ class CoordinateGNN(nn.Module):
         self.head = _mlp(hidden, hidden, 3)
 
     def forward(self, batch) -> torch.Tensor:
-        check_points(batch, ("pos", "vel") if self.velocity else ("pos",))
+        batch = _prepare(batch, self, ("pos", "vel") if self.velocity else ("pos",), self.node_features,
+                         bool(self.edge_features))
         parts = [batch[k].reshape(batch.num_nodes, -1) for k in self.node_features if k in batch] + [batch.pos]
         if self.velocity:
             parts.append(batch.vel)
@@ -229,5 +247,5 @@ class LinearDynamics(nn.Module):
         self.tau = nn.Parameter(torch.zeros(()))
 
     def forward(self, batch) -> torch.Tensor:
-        check_points(batch, ("pos", "vel"))
+        batch = _prepare(batch, self, ("pos", "vel"), (), False)
         return batch.pos + self.tau * batch.vel

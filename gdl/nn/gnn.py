@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gdl.nn._checks import check_finite, to_model_dtype
 from gdl.nn.message_passing import AGGREGATIONS, MessagePassing, check_batch, check_edge_index, degree, global_pool
 
 __all__ = ["GCNConv", "GINConv", "MPNNConv", "GNN", "AdjacencyMLP", "mlp", "to_dense_adjacency", "READOUTS"]
@@ -38,6 +39,7 @@ def _check_x(x: torch.Tensor, in_dim: int, owner: str, name: str = "x") -> None:
     if not torch.is_tensor(x) or x.ndim != 2 or x.shape[-1] != in_dim:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"{owner}: node features {name!r} must have shape (N, {in_dim}), got {got}")
+    check_finite(x, repr(name), owner)                                  # NaN features: an error, as NaN positions
 
 
 class _Conv(MessagePassing):
@@ -223,6 +225,8 @@ class GNN(nn.Module):
         x, edge_index = _graph_fields(batch, type(self).__name__)
         _check_x(x, self.in_dim, type(self).__name__)
         edge_attr = getattr(batch, "edge_attr", None) if self.edge_dim is not None else None
+        check_finite(edge_attr, "'edge_attr'", type(self).__name__)
+        x, edge_attr = to_model_dtype(self, x, edge_attr)                 # one dtype rule: gdl.nn._checks
         if self.edge_dim is not None and edge_attr is None:
             raise ValueError("GNN(conv='mpnn'): the batch needs edge features 'edge_attr' (E, edge_dim)")
         h = x

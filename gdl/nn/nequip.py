@@ -30,6 +30,7 @@ import math
 import torch
 from torch import nn
 
+from gdl.nn._checks import model_dtype
 from gdl.nn._radial import BesselBasis, PolynomialCutoff, RadialMLP
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
@@ -244,7 +245,7 @@ class NequIP(nn.Module):
         self.charge_head = o3.Linear(irreps, "1x0e") if charges else None      # q_i for a dipole
 
     def forward(self, batch) -> torch.Tensor | dict[str, torch.Tensor]:
-        check_atoms(batch, self.num_types, "NequIP")
+        batch = check_atoms(batch, self.num_types, "NequIP", dtype=model_dtype(self))
         z, b = batch.z, batch.batch
         edge_index, vec, _ = neighbour_edges(batch, self.cutoff)
         _, sh, basis, envelope = self.geometry(vec)

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from gdl.groups import E3, O3Irrep, PointCloudAction, RepAction, ShapeError, TrivialAction
+from gdl.nn._checks import check_finite, to_model_dtype
 
 __all__ = ["DistanceFeatures", "InvariantPointModel", "VectorPointModel", "VectorFeatureModel"]
 
@@ -73,12 +74,15 @@ class DistanceFeatures(nn.Module):
         self.width = cutoff / (num_basis - 1)
         self.out_dim = embed_dim * (1 + num_basis)
 
-    def check_input(self, x: torch.Tensor, model: str) -> None:
+    def check_input(self, x: torch.Tensor, model: str) -> torch.Tensor:
+        """``x`` checked (shape, finite) and cast to the model's dtype (the rule of :mod:`gdl.nn._checks`)."""
         n = len(self.species)
         if not torch.is_tensor(x) or x.ndim != 3 or x.shape[1:] != (n, 3) or not x.is_floating_point():
             got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ShapeError(f"{model} expects float positions of shape (B, {n}, 3) (species {self.species}), "
                              f"got {got}")
+        check_finite(x, "positions x", model)
+        return to_model_dtype(self, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, _ = x.shape
@@ -119,7 +123,7 @@ class InvariantPointModel(_PointModel):
         self.out_action = TrivialAction(self.group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.features.check_input(x, type(self).__name__)
+        x = self.features.check_input(x, type(self).__name__)
         return self.mlp(self.features(x)).sum(dim=1)                     # (B, out_dim)
 
 
@@ -137,7 +141,7 @@ class VectorPointModel(_PointModel):
         self.out_action = RepAction(O3Irrep(1, -1, group=self.group))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.features.check_input(x, type(self).__name__)
+        x = self.features.check_input(x, type(self).__name__)
         s = self.mlp(self.features(x))                                   # (B, N, 1)
         return (s * self._centred(x)).sum(dim=1)                         # (B, 3)
 
@@ -167,7 +171,7 @@ class VectorFeatureModel(_PointModel):
         self.out_action = TrivialAction(self.group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.features.check_input(x, type(self).__name__)
+        x = self.features.check_input(x, type(self).__name__)
         h = self.features(x)                                             # (B, N, F)
         v = torch.einsum("bnc,bnd->bcd", self.coefficients(h), self._centred(x))   # (B, C, 3), equivariant
         if self.readout == "norm":

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdl.data.graphs import GraphBatch
+from gdl.nn._checks import model_dtype
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
 
@@ -187,7 +188,7 @@ class SchNet(nn.Module):
 
     def atom_features(self, batch: GraphBatch) -> torch.Tensor:
         """``(N, C)`` invariant features after the last interaction block."""
-        check_atoms(batch, self.num_types, "SchNet")
+        batch = check_atoms(batch, self.num_types, "SchNet", dtype=model_dtype(self))
         edge_index, _, dist = neighbour_edges(batch, self.cutoff, self.max_neighbours)
         rbf = self.distance_expansion(dist)                                 # (E, K)
         h = self.embedding(batch.z)                                         # (N, C)

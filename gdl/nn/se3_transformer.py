@@ -38,6 +38,7 @@ import math
 import torch
 from torch import nn
 
+from gdl.nn._checks import model_dtype
 from gdl.nn._radial import RadialMLP, enveloped_softmax
 from gdl.nn.atomistic import MAX_Z, check_atoms, neighbour_edges
 from gdl.nn.message_passing import MessagePassing, scatter_sum
@@ -160,7 +161,7 @@ class SE3Transformer(nn.Module):
         self.vector_head = o3.Linear(hidden, f"1x{vec}")
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
-        check_atoms(batch, self.num_types, "SE3Transformer")
+        batch = check_atoms(batch, self.num_types, "SE3Transformer", dtype=model_dtype(self))
         edge_index, vec, _ = neighbour_edges(batch, self.cutoff)
         _, sh, basis, envelope = self.geometry(vec)
         h = self.embedding(batch.z).to(batch.pos.dtype)                          # (N, C) type-0

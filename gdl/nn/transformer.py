@@ -14,7 +14,9 @@ encoder without positional encoding satisfies :math:`f(P X) = P f(X)`. Adding a 
 :math:`x_i + p_i` (sinusoidal or learned) ties each token to its index and breaks the symmetry.
 
 Inputs: a :class:`gdl.data.GraphBatch` (each graph a sequence of tokens, its node field ``x``, in order), or a
-padded tensor ``(B, T, C)`` with a boolean ``mask`` ``(B, T)`` (valid tokens first).
+padded tensor ``(B, T, C)`` with a boolean ``mask`` ``(B, T)`` (valid tokens first). Padding is ignored whatever
+it holds (NaN included); a sequence with no valid token pools to the zero vector, as an empty set does in
+:class:`~gdl.nn.deepsets.DeepSets`.
 
 Shapes: ``B`` sequences, ``T`` tokens (padded length), ``N`` tokens in all, ``C`` channels, ``nh`` heads,
 ``hs`` = C / nh.
@@ -81,7 +83,10 @@ class MultiHeadSelfAttention(nn.Module):
         att = q @ k.transpose(-2, -1) / math.sqrt(C // self.heads)                                # (B, nh, T, T)
         if mask is not None:
             att = att.masked_fill(~mask[:, None, None, :], float("-inf"))
-        y = F.softmax(att, dim=-1) @ v                                                             # (B, nh, T, hs)
+        weights = F.softmax(att, dim=-1)
+        if mask is not None:          # a sequence with no valid token: weights 0, not softmax(-inf, ...) = NaN
+            weights = weights.masked_fill(~mask.any(1)[:, None, None, None], 0.0)
+        y = weights @ v                                                             # (B, nh, T, hs)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
     def extra_repr(self) -> str:
@@ -166,7 +171,7 @@ class TransformerEncoder(nn.Module):
         self.head = nn.Linear(dim, out_dim)
 
     def forward(self, x, mask: torch.Tensor | None = None) -> torch.Tensor:
-        kind, x, index, num_seqs = set_inputs(x, mask, self.in_dim, type(self).__name__)
+        kind, x, index, num_seqs = set_inputs(x, mask, self.in_dim, type(self).__name__, self)
         batch = index if kind == "graph" else None
         if kind == "graph":
             x, mask = _padded(x, batch, num_seqs)                                    # (B, T, C), (B, T)
@@ -180,10 +185,10 @@ class TransformerEncoder(nn.Module):
             h = h + self.pe[:T]
         for block in self.blocks:
             h = block(h, mask)
-        h = self.ln(h) * mask.unsqueeze(-1)                                           # zero at padding
+        h = self.ln(h).masked_fill(~mask.unsqueeze(-1), 0.0)                         # zero at padding
         if self.readout != "node":
             return self.head(_pool_padded(h, mask, self.readout))                    # (B, out_dim)
-        out = self.head(h) * mask.unsqueeze(-1)                                       # (B, T, out_dim)
+        out = self.head(h).masked_fill(~mask.unsqueeze(-1), 0.0)                     # (B, T, out_dim)
         return out[mask] if kind == "graph" else out                                  # (N, out) or padded
 
     def extra_repr(self) -> str:
