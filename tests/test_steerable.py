@@ -234,8 +234,30 @@ def test_batch_norm_is_the_regular_field_batch_norm_and_keeps_invariance(group):
     for mode in (net.train, net.eval):
         mode()
         assert_invariant(net, x, atol=TOL[torch.float64])
-    with pytest.raises(ValueError, match="batch_norm is implemented for regular fields"):
-        SteerableCNN("SO2", batch_norm=True)
+
+
+@pytest.mark.parametrize("nonlinearity", ["norm", "gated"])
+def test_norm_batch_norm_of_irreducible_fields_keeps_invariance(nonlinearity):
+    from gdl.nn.steerable import NormBatchNorm2d
+
+    torch.manual_seed(0)
+    net = SteerableCNN("O2", 1, (2, 2), kernel_size=5, pool_after=(0,), num_classes=3, batch_norm=True,
+                       nonlinearity=nonlinearity)
+    norms = [m for m in net.modules() if isinstance(m, NormBatchNorm2d)]
+    assert len(norms) == 2
+    x = torch.randn(4, 1, 12, 12, generator=torch.Generator().manual_seed(5))
+    net.train()
+    h = net.features[0](x)
+    out = norms[0](h)                                  # normalised: unit mean square per channel of every field
+    dims = torch.tensor(norms[0].field_type.field_dims())
+    ms = torch.zeros(len(dims)).index_add(0, norms[0]._field, out.detach().square().mean(dim=(0, 2, 3))) / dims
+    torch.testing.assert_close(ms, torch.ones_like(ms), atol=1e-3, rtol=0)
+    net(x)
+    for mode in (net.train, net.eval):
+        mode()
+        assert_invariant(net, x, atol=TOL[torch.float64])
+    with pytest.raises(ValueError, match="expects irreducible fields"):
+        NormBatchNorm2d(FieldType("C4", [REGULAR]))
 
 
 def test_other_angles_are_only_approximate_and_improve_with_a_lower_band_limit():

@@ -59,7 +59,7 @@ from gdl.nn._steerable_fields import (
 from gdl.nn.gcnn import GroupBatchNorm2d
 
 __all__ = ["STEERABLE_GROUPS", "FieldType", "Irrep", "escnn_available", "SteerableConv2d", "NormReLU",
-           "GatedReLU", "FieldPool", "SteerableCNN", "band_limits"]
+           "GatedReLU", "FieldPool", "NormBatchNorm2d", "SteerableCNN", "band_limits"]
 
 
 def escnn_available() -> bool:
@@ -360,6 +360,78 @@ class FieldPool(nn.Module):
         return f"fields={len(self.field_sizes)}, {'group max' if self.regular else 'norm'}"
 
 
+class NormBatchNorm2d(nn.Module):
+    r"""Batch normalisation of irreducible fields that commutes with the group: every field is divided by the root
+    mean square of its norm (over batch and space, per channel of the field), scaled by a learned
+    :math:`\gamma_i`; trivial fields (1-dimensional, invariant) are also centred and shifted, as in ordinary batch
+    norm:
+
+    .. math::  f_i \mapsto \gamma_i \frac{f_i - \mu_i [i \text{ trivial}]}
+               {\sqrt{\mathbb{E}\lVert f_i - \mu_i [i \text{ trivial}] \rVert^2 / d_i + \epsilon}}
+               + \beta_i [i \text{ trivial}].
+
+    A rotation keeps norms, so these statistics are invariant; only scalars are centred (subtracting a fixed mean
+    vector from a rotating field would not commute with the rotation). Regular fields use
+    :class:`~gdl.nn.GroupBatchNorm2d`.
+
+    Args:
+        field_type: the :class:`FieldType` of the input (irreducible fields).
+        eps, momentum: as in ``nn.BatchNorm2d``.
+    """
+
+    def __init__(self, field_type: FieldType, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if REGULAR in field_type.fields:
+            raise ValueError(f"NormBatchNorm2d expects irreducible fields, got {field_type}; "
+                             "use gdl.nn.GroupBatchNorm2d for regular fields")
+        self.field_type, self.eps, self.momentum = field_type, eps, momentum
+        dims = field_type.field_dims()
+        n = len(dims)
+        self.register_buffer("_field", _field_index(dims), persistent=False)
+        self.register_buffer("_dims", torch.tensor(dims, dtype=torch.float32), persistent=False)
+        self.register_buffer("_trivial", torch.tensor([f == Irrep(0) for f in field_type.fields]),
+                             persistent=False)
+        self.weight = nn.Parameter(torch.ones(n))
+        self.bias = nn.Parameter(torch.zeros(n))
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("running_var", torch.ones(n))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(1.0)
+            self.bias.zero_()
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.field_type.size:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(f"NormBatchNorm2d expects (B, {self.field_type.size}, H, W), got {got}")
+        B, C, H, W = x.shape
+        trivial = self._trivial.to(x.dtype)                                  # (F,)
+        if self.training:
+            ch_mean = x.mean(dim=(0, 2, 3))                                  # (C,)
+            mean = ch_mean[self._trivial[self._field].nonzero().flatten()]   # trivial fields' means
+            mu = torch.zeros(len(self._dims), dtype=x.dtype, device=x.device)
+            mu = mu.masked_scatter(self._trivial, mean)
+            centred = x - (mu * trivial)[self._field].view(1, C, 1, 1)
+            sq = torch.zeros(len(self._dims), dtype=x.dtype, device=x.device)
+            sq = sq.index_add(0, self._field, centred.square().mean(dim=(0, 2, 3)))
+            var = sq / self._dims.to(x.dtype)                                 # mean square per channel of a field
+            with torch.no_grad():
+                self.running_mean.lerp_(mu.to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(var.to(self.running_var.dtype), self.momentum)
+        else:
+            mu, var = self.running_mean.to(x.dtype) * trivial, self.running_var.to(x.dtype)
+            centred = x - mu[self._field].view(1, C, 1, 1)
+        scale = self.weight / (var + self.eps).sqrt()                          # (F,)
+        shift = self.bias * trivial
+        return centred * scale[self._field].view(1, C, 1, 1) + shift[self._field].view(1, C, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.field_type}"
+
+
 @dataclass
 class _Layer:
     conv_out: FieldType     # produced by the convolution
@@ -381,8 +453,9 @@ class SteerableCNN(nn.Module):
             transform by the field type ``features_type`` (``out_action`` says how, for the checker).
         max_frequency: ``L`` for SO2/O2 fields (default: 2).
         nonlinearity: for SO2/O2, ``"norm"`` or ``"gated"`` (default: ``"norm"``).
-        batch_norm: batch normalisation of regular fields (one statistic per field, shared by its ``|G|``
-            channels) after each convolution; ``C_N``/``D_N`` only (default: ``False``).
+        batch_norm: batch normalisation after each convolution, respecting the fields: one statistic per regular
+            field, shared by its ``|G|`` channels (:class:`~gdl.nn.GroupBatchNorm2d`), or per irreducible field
+            on its norm (:class:`NormBatchNorm2d`) (default: ``False``).
         band: band limits of the filters (see :class:`SteerableConv2d`; default: escnn's).
 
     The output is invariant to the 90-degree rotations (and mirrors for ``D_N``, ``O2``) to float64 round-off,
@@ -403,8 +476,6 @@ class SteerableCNN(nn.Module):
         if len(channels) < 1:
             raise ValueError("channels must list at least one layer width")
         self.regular = G.is_finite
-        if batch_norm and not self.regular:
-            raise ValueError(f"batch_norm is implemented for regular fields (C_N, D_N), not for {G}")
         self.group_name, self.in_channels, self.num_classes = str(G), in_channels, num_classes
         self.channels, self.pool_after, self.nonlinearity = tuple(channels), tuple(pool_after), nonlinearity
         in_type = FieldType(self.group_name, ["trivial"] * in_channels)
@@ -413,8 +484,10 @@ class SteerableCNN(nn.Module):
         for i, c in enumerate(channels):
             layer = self._layer(c, max_frequency)
             blocks.append(SteerableConv2d(in_type, layer.conv_out, kernel_size, bias=not batch_norm, band=band))
-            if batch_norm:
+            if batch_norm and self.regular:
                 blocks.append(GroupBatchNorm2d(c, G.order))                 # regular fields of |G| channels
+            elif batch_norm:
+                blocks.append(NormBatchNorm2d(layer.conv_out))              # irreducible fields
             blocks.append(layer.nonlinearity)
             if i in self.pool_after:
                 blocks.append(nn.AvgPool2d(2))
@@ -460,7 +533,7 @@ class SteerableCNN(nn.Module):
 
     def reset_parameters(self) -> None:
         for m in self.modules():
-            if isinstance(m, (SteerableConv2d, nn.Linear, GroupBatchNorm2d)):
+            if isinstance(m, (SteerableConv2d, nn.Linear, GroupBatchNorm2d, NormBatchNorm2d)):
                 m.reset_parameters()
 
     def extra_repr(self) -> str:
