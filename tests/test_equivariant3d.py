@@ -118,6 +118,34 @@ def test_nequip_small_and_trains():
     assert losses[-1] < 0.1 * losses[0]
 
 
+def test_nequip_keeps_only_reachable_irreps_and_no_channel_is_dead():
+    """Block 0 sees scalars only: 0e x Y_l gives l with parity (-1)^l, never 1e, so it has no 1e channels; the
+    last block feeds only scalar read-outs, so it keeps only 0e. Every channel that remains is used (non-zero),
+    and the pruned model is smaller than one that keeps every hidden irrep in every block."""
+    from e3nn import o3
+
+    from gdl.nn.nequip import InteractionBlock, reachable_irreps
+
+    torch.manual_seed(0)
+    model = NequIP(num_types=10, hidden_irreps="16x0e + 8x1o + 8x1e", num_layers=3, cutoff=3.0).double()
+    outs = [block.irreps_out for block in model.blocks]
+    assert outs == [o3.Irreps("16x0e + 8x1o"), o3.Irreps("16x0e + 8x1o + 8x1e"), o3.Irreps("16x0e")]
+    assert reachable_irreps("4x0e", "0e + 1o + 2e", "2x0e + 2x1o + 2x1e + 2x2e") == o3.Irreps("2x0e + 2x1o + 2x2e")
+    feats = []
+    hooks = [b.register_forward_hook(lambda m, a, out: feats.append((m.irreps_out, out))) for b in model.blocks]
+    model(molecules(sizes=(5, 6)))
+    for h in hooks:
+        h.remove()
+    for irreps, h in feats:
+        for (mul, ir), sl in zip(irreps, irreps.slices()):
+            assert float(h[:, sl].detach().abs().max()) > 1e-6, f"{mul}x{ir} channels are identically zero"
+    full = sum(p.numel() for p in InteractionBlock("16x0e", "16x0e + 8x1o + 8x1e", "0e + 1o + 2e").parameters())
+    first = sum(p.numel() for p in model.blocks[0].parameters())
+    pruned, total = first, sum(p.numel() for p in model.parameters())
+    print(f"NequIP-style 16x0e + 8x1o + 8x1e, 3 blocks: {total} parameters; block 0 {pruned} (unpruned {full})")
+    assert pruned < full
+
+
 def test_nequip_product_group_from_batch_sizes():
     batch = molecules(sizes=(2, 3))
     sym = atomistic_symmetry(batch)
