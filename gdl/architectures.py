@@ -79,7 +79,7 @@ class Architecture:
         module: where the implementation lives.
         reference: the paper.
         tolerance: float64 tolerance when the default (1e-10) is too strict for a documented reason, e.g.
-            escnn's float32 basis.
+            an approximate action.
     """
 
     name: str

@@ -413,17 +413,43 @@ def test_escnns_filter_lies_in_gdls_span_and_the_outputs_agree(case):
 
 
 # --- escnn: live, where it imports -------------------------------------------------------------------------------
+LIVE = [("C8", ["regular"] * 2, ["regular", 1, 0]), ("D4", ["regular", (1, 0)], ["regular", 1]),
+        ("SO2", [0, 1, 2], [0, 2, 3, 1])]
+
+
 @pytest.mark.skipif(not escnn_available(), reason="escnn is not installed (it needs numpy < 2: lie_learn); the "
                                                   "recorded reference tests above cover the comparison")
-def test_live_escnn_has_the_same_basis_dimension():
-    from escnn import gspaces
+@pytest.mark.parametrize("group,fin,fout", LIVE, ids=[c[0] for c in LIVE])
+def test_live_escnn_same_dimension_same_filters_same_outputs(group, fin, fout):
+    """Run where escnn imports (e.g. its own environment with ``PYTHONPATH`` at this repository): escnn's R2Conv
+    with random weights, its filter fitted by gdl's weights, and the two layers' outputs on one input."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "scripts"))
+    import record_escnn_reference as rec
     from escnn import nn as enn
 
-    gs = gspaces.rot2dOnR2(8)
-    t = enn.FieldType(gs, [gs.regular_repr] * 2)
-    conv = enn.R2Conv(t, t, 5, bias=False, initialize=False)
-    ours = SteerableConv2d(FieldType("C8", [REGULAR] * 2), FieldType("C8", [REGULAR] * 2), 5, bias=False)
-    assert conv.weights.numel() == ours.num_weights
+    gs = rec.gspace(group)
+    tin_e = enn.FieldType(gs, [rec.field(gs, f) for f in fin])
+    tout_e = enn.FieldType(gs, [rec.field(gs, f) for f in fout])
+    conv_e = enn.R2Conv(tin_e, tout_e, 5, padding=2, bias=False, initialize=False)
+    tin, tout = FieldType(group, fin), FieldType(group, fout)
+    ours = SteerableConv2d(tin, tout, 5, bias=False).double()
+    assert conv_e.weights.numel() == ours.num_weights
+    with torch.no_grad():
+        conv_e.weights.copy_(torch.randn(conv_e.weights.shape, generator=torch.Generator().manual_seed(0)))
+        conv_e.eval()
+        x = torch.randn(2, tin.size, 11, 11, generator=torch.Generator().manual_seed(1))
+        y_e = conv_e(enn.GeometricTensor(x, tin_e)).tensor.double()
+        filt = conv_e.expand_parameters()[0].double()
+    Tin, Tout = _to_gdl_basis(tin), _to_gdl_basis(tout)
+    A = _linear_map(ours)
+    target = torch.einsum("oa,abkl,ib->oikl", Tout, filt, Tin).flatten()
+    w = torch.linalg.lstsq(A, target[:, None]).solution[:, 0]
+    assert float((A @ w - target).norm() / target.norm()) < 1e-6
+    with torch.no_grad():
+        ours.weight.copy_(w)
+        y = ours(torch.einsum("ia,bahw->bihw", Tin, x.double()))
+    expected = torch.einsum("oa,bahw->bohw", Tout, y_e)
+    assert float((y - expected).abs().max() / expected.abs().max()) < 1e-5
 
 
 def test_runs_with_escnn_made_unimportable():
