@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=16, help="regular p4 fields in and out (channels / 4)")
     parser.add_argument("--size", type=int, default=32, help="image side")
     parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--steerable-channels", type=int, default=64, help="C8 steerable row: channels (8 per field)")
     args = parser.parse_args()
     device = set_up(args)
     torch.manual_seed(0)
@@ -113,6 +114,55 @@ def main() -> None:
     if esc is not None:
         print(f"gdl p4 group convolution / escnn R2Conv: {base / med['escnn R2Conv (C4 regular)']:.2f} "
               "(goal: < 1)")
+    _steerable_rows(args, device)
+
+
+def _steerable_rows(args, device) -> None:
+    """The steerable row: ``gdl.nn.SteerableConv2d`` between regular C8 fields (5x5 filters, the basis expanded on
+    every training call) against ``nn.Conv2d`` of the same channels and escnn's ``R2Conv`` where it imports."""
+    from gdl.nn.steerable import FieldType, SteerableConv2d
+
+    C, k = args.steerable_channels, 5
+    if C % 8:
+        raise ValueError(f"--steerable-channels must be a multiple of 8 (regular C8 fields), got {C}")
+    t = FieldType("C8", ["regular"] * (C // 8))
+    models = {"gdl SteerableConv2d (C8 regular)": SteerableConv2d(t, t, k),
+              "torch Conv2d (same channels)": nn.Conv2d(C, C, k, padding=k // 2)}
+    try:
+        from escnn import gspaces
+        from escnn import nn as enn
+
+        gs = gspaces.rot2dOnR2(8)
+        et = enn.FieldType(gs, [gs.regular_repr] * (C // 8))
+        conv = enn.R2Conv(et, et, k, padding=k // 2)
+
+        class Wrapped(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = conv
+
+            def forward(self, x):
+                return self.conv(enn.GeometricTensor(x, et)).tensor
+
+        models["escnn R2Conv (C8 regular)"] = Wrapped()
+    except ImportError:
+        pass
+    for m in models.values():
+        m.to(device).train()
+    x = torch.randn(args.batch, C, args.size, args.size, device=device)
+    med = round_robin(models, lambda m, x: m(x).square().mean().backward(), x, args.repeats, args.warmup, device)
+    base = med["torch Conv2d (same channels)"]
+    print(f"\nsteerable: input (B={args.batch}, C={C}, H=W={args.size}), kernel {k}x{k}, forward+backward\n")
+    print("| layer | median time (ms) | time / torch Conv2d |")
+    print("|---|---|---|")
+    for name, t_ in med.items():
+        print(f"| {name} | {1e3 * t_:.2f} | {t_ / base:.2f} |")
+    ratio = med["gdl SteerableConv2d (C8 regular)"] / base
+    print(f"\ngdl steerable convolution / plain Conv2d, training (forward + backward): {ratio:.2f} "
+          f"(goal: <= 1.10, {'met' if ratio <= 1.10 else 'NOT met'})")
+    if "escnn R2Conv (C8 regular)" in med:
+        print(f"gdl steerable convolution / escnn R2Conv: "
+              f"{med['gdl SteerableConv2d (C8 regular)'] / med['escnn R2Conv (C8 regular)']:.2f} (goal: <= 1)")
 
 
 if __name__ == "__main__":
