@@ -218,6 +218,12 @@ def test_nonlinearities_are_equivariant_by_hand():
     torch.testing.assert_close(gated(rotg(xg)), rot(gated(xg)))
     pool = FieldPool([1, 2], regular=False)
     torch.testing.assert_close(pool(rot(x)), pool(x))
+    typed = FieldType("SO2", [0, 1])                          # the same, from a field type
+    torch.testing.assert_close(NormReLU(typed)(x), norm(x))
+    torch.testing.assert_close(FieldPool(typed)(x), pool(x))
+    assert FieldPool(FieldType("C4", [REGULAR] * 2)).regular
+    with pytest.raises(ValueError, match="one kind"):
+        FieldPool(FieldType("C4", [REGULAR, 0]))
 
 
 @pytest.mark.parametrize("group", ["C8", "D4"])

@@ -281,6 +281,10 @@ class SteerableConv2d(nn.Module):
                 f"basis weights={self.num_weights}")
 
 
+def _sizes(fields) -> list[int]:
+    return fields.field_dims() if isinstance(fields, FieldType) else list(fields)
+
+
 def _field_index(sizes: list[int]) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))   # channel -> field
 
@@ -293,12 +297,12 @@ class NormReLU(nn.Module):
     equivariant for any orthogonal field representation (rotations preserve norms). Plain PyTorch.
 
     Args:
-        field_sizes: channels of each field, in order (a trivial field has size 1).
+        field_sizes: channels of each field, in order (a trivial field has size 1), or a :class:`FieldType`.
     """
 
-    def __init__(self, field_sizes: list[int]):
+    def __init__(self, field_sizes: list[int] | FieldType):
         super().__init__()
-        self.field_sizes = list(field_sizes)
+        self.field_sizes = _sizes(field_sizes)
         self.register_buffer("_field", _field_index(self.field_sizes), persistent=False)
         self.bias = nn.Parameter(torch.full((len(self.field_sizes),), 0.1))
 
@@ -344,9 +348,16 @@ class FieldPool(nn.Module):
     """Invariant pooling of fields: the maximum over the ``N`` channels of a regular field (group pooling)
     and the norm of every other field. The output has one invariant channel per field. Plain PyTorch."""
 
-    def __init__(self, field_sizes: list[int], regular: bool):
+    def __init__(self, field_sizes: list[int] | FieldType, regular: bool | None = None):
         super().__init__()
-        self.field_sizes, self.regular = list(field_sizes), regular
+        if regular is None:
+            if not isinstance(field_sizes, FieldType):
+                raise ValueError("FieldPool needs regular=True/False when given field sizes instead of a FieldType")
+            kinds = {f == REGULAR for f in field_sizes.fields}
+            if len(kinds) != 1:
+                raise ValueError(f"FieldPool pools fields of one kind (all regular or all irreps), got {field_sizes}")
+            regular = kinds.pop()
+        self.field_sizes, self.regular = _sizes(field_sizes), regular
         self.register_buffer("_field", _field_index(self.field_sizes), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
