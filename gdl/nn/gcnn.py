@@ -171,10 +171,12 @@ class _GroupConvBase(nn.Module):
     def _filter(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Expanded weight and bias: built every call when autograd needs them, else cached until a parameter
         changes."""
-        params = [self.weight] if self.bias is None else [self.weight, self.bias]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            self._cache = None
+        w, b = self.weight, self.bias
+        if torch.is_grad_enabled() and (w.requires_grad or (b is not None and b.requires_grad)):
+            if self._cache is not None:
+                self._cache = None
             return self.expanded_weight(), self.expanded_bias()
+        params = [w] if b is None else [w, b]
         key = (torch.is_inference_mode_enabled(),
                *((p._version, p.data_ptr(), p.device, p.dtype) for p in params))
         if self._cache is None or self._cache[0] != key:
