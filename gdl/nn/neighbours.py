@@ -156,8 +156,8 @@ def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torc
         x[:, 0] += (start - lo)[batch].numpy()
     margin = 1 + max(1e-4, 16 * torch.finfo(p.dtype).eps)   # covers the rounding of the test in p's dtype
     pairs = torch.from_numpy(cKDTree(x).query_pairs(cutoff * margin, output_type="ndarray").astype(np.int64))
-    i, j = pairs[:, 0], pairs[:, 1]
-    keep = (p[j] - p[i]).pow(2).sum(-1) < cutoff * cutoff   # the same test (and rounding) as dense and cells
+    i, j = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
+    keep = (p.index_select(0, j) - p.index_select(0, i)).pow(2).sum(-1) < cutoff * cutoff   # as dense and cells
     i, j = i[keep], j[keep]
     key = torch.cat([j * n + i, i * n + j])                  # target * N + source, both directions
     key = torch.sort(key.int() if n * n < 2**31 else key).values   # int32 sorts (and divides) faster
