@@ -467,3 +467,40 @@ def test_a_sandbox_that_cannot_start_is_a_grader_error_not_a_zero(exercise, tmp_
     r = _grade(exercise, tmp_path / "x.ipynb", CORRECT)
     assert r["status"] == "grader_error" and r["score"] is None, r
     assert "not graded: grader error" in r["errors"][0]
+
+
+@pytest.mark.skipif(not ROOT_MODE, reason="simulates non-root mode by running bubblewrap as nobody (needs root)")
+def test_non_root_mode_sandbox_works_unprivileged(monkeypatch):
+    """The non-root command line (own user namespace, no nested ones, seccomp, capped tmpfs, read-only root) run by
+    an unprivileged uid. The Python installation is swapped for a world-readable folder: here it lives under
+    /root, which nobody may enter (root mode binds it as root)."""
+    import subprocess
+    from unittest import mock
+
+    from gdl.grading import _sandbox
+
+    _sandbox.sandbox_description()                   # fills in the bubblewrap version
+    fds = [_sandbox._memfd("nb", b"{}"), _sandbox._memfd("filter", seccomp_program())]
+    with mock.patch("os.geteuid", return_value=1000), \
+            mock.patch.object(_sandbox, "_python_roots", lambda: [str(ROOT / "gdl")]):
+        cmd = _sandbox._sandbox_command(["x"], ResourceLimits(scratch_bytes=8 << 20), *fds)
+    assert "--unshare-user" in cmd and "--seccomp" in cmd
+    script = ("id -u; df -k /gdl-sandbox | tail -1; cat /gdl-sandbox/submission.ipynb; echo; "
+              "unshare -U true 2>/dev/null && echo nested-userns || echo no-nested-userns; "
+              "touch /x 2>/dev/null && echo root-rw || echo root-ro")
+    cmd = cmd[:cmd.index("--")] + ["--", "/bin/sh", "-c", script]
+
+    def as_nobody():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    try:
+        r = subprocess.run(cmd, pass_fds=fds, preexec_fn=as_nobody, capture_output=True, text=True, timeout=60)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    lines = r.stdout.split("\n")
+    assert r.returncode == 0, r.stderr
+    assert lines[0] == "65534" and lines[1].split()[1] == "8192" and lines[2] == "{}", lines
+    assert "no-nested-userns" in r.stdout and "root-ro" in r.stdout
