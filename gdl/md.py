@@ -34,8 +34,8 @@ from torch import nn
 
 try:
     from ase.calculators.calculator import Calculator, all_changes
-except ImportError as err:  # pragma: no cover - ase is a core dependency of the course
-    raise ImportError("gdl.md needs ASE (pip install ase)") from err
+except ImportError as err:  # pragma: no cover - ase is in gdl[data]
+    raise ImportError("gdl.md needs ASE (pip install 'gdl[data]' or pip install ase)") from err
 
 __all__ = ["GDLCalculator", "thermal_start", "run_nve", "energy_drift"]
 
