@@ -44,6 +44,17 @@ def test_float32_distances_at_the_cutoff_decide_alike():
         _all_methods(pos, cutoff)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_many_pairs_exactly_at_the_cutoff(dtype):
+    """Cutoffs equal (after rounding) to pair distances: all methods draw the line at the same pairs."""
+    g = torch.Generator().manual_seed(4)
+    pos = (torch.rand(300, 3, generator=g, dtype=torch.float64) * 12).to(dtype)
+    d2 = (pos[:, None] - pos[None]).pow(2).sum(-1)
+    for a, b in torch.randint(0, 300, (15, 2), generator=g).tolist():
+        if a != b:
+            _all_methods(pos, float(d2[a, b]) ** 0.5)
+
+
 def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch):
     calls = []
     for name in ("_dense_pairs", "_cell_pairs", "_kdtree_pairs"):

@@ -140,28 +140,42 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.
 
 def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
     """Candidates from ``cKDTree.query_pairs`` within :math:`r_c (1 + 10^{-4})` (in float64), kept by the exact
-    test of the other methods; both directions, sorted by one integer sort of ``target * N + source``."""
+    test of the other methods; both directions, sorted by one integer sort of ``target * N + source``.
+
+    Float32 and float64 positions are tested in NumPy with the same arithmetic as PyTorch's
+    ``(x_j - x_i).pow(2).sum(-1) < r_c^2`` (products, then the three terms summed left to right, the threshold
+    rounded to the positions' dtype), which saves the fixed cost of a dozen PyTorch calls on small systems."""
     import numpy as np
     from scipy.spatial import cKDTree
 
     p = pos.detach()
-    x = p.double().numpy().copy()
     n = len(p)
+    x = p.double().numpy().copy()
     if int(batch[-1]) > 0:                                   # systems side by side along x, 2 r_c apart
-        B = int(batch[-1]) + 1
-        xs = torch.from_numpy(x[:, 0])
-        lo = torch.full((B,), float("inf"), dtype=torch.float64).scatter_reduce(0, batch, xs, "amin")
-        hi = torch.full((B,), -float("inf"), dtype=torch.float64).scatter_reduce(0, batch, xs, "amax")
-        start = torch.cumsum(hi - lo + 2 * cutoff, 0) - (hi - lo + 2 * cutoff)
-        x[:, 0] += (start - lo)[batch].numpy()
+        b = batch.numpy()
+        B = int(b[-1]) + 1
+        lo, hi = np.full(B, np.inf), np.full(B, -np.inf)
+        np.minimum.at(lo, b, x[:, 0])
+        np.maximum.at(hi, b, x[:, 0])
+        width = hi - lo + 2 * cutoff
+        x[:, 0] += (np.cumsum(width) - width - lo)[b]
     margin = 1 + max(1e-4, 16 * torch.finfo(p.dtype).eps)   # covers the rounding of the test in p's dtype
-    pairs = torch.from_numpy(cKDTree(x).query_pairs(cutoff * margin, output_type="ndarray").astype(np.int64))
-    i, j = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
-    keep = (p.index_select(0, j) - p.index_select(0, i)).pow(2).sum(-1) < cutoff * cutoff   # as dense and cells
+    pairs = cKDTree(x).query_pairs(cutoff * margin, output_type="ndarray")
+    i, j = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
+    if p.dtype in (torch.float32, torch.float64):
+        q = p.numpy()
+        d = q[j] - q[i]
+        d2 = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]
+        keep = d2 < q.dtype.type(cutoff * cutoff)
+    else:
+        ti, tj = torch.from_numpy(i.astype(np.int64)), torch.from_numpy(j.astype(np.int64))
+        keep = ((p.index_select(0, tj) - p.index_select(0, ti)).pow(2).sum(-1) < cutoff * cutoff).numpy()
     i, j = i[keep], j[keep]
-    key = torch.cat([j * n + i, i * n + j])                  # target * N + source, both directions
-    key = torch.sort(key.int() if n * n < 2**31 else key).values   # int32 sorts (and divides) faster
-    return torch.stack([key % n, key // n]).long()
+    dtype = np.int32 if n * n < 2**31 else np.int64
+    i, j = i.astype(dtype), j.astype(dtype)
+    key = np.concatenate([j * dtype(n) + i, i * dtype(n) + j])   # target * N + source, both directions
+    key = np.sort(key) if len(key) < 2**16 else torch.sort(torch.from_numpy(key)).values.numpy()
+    return torch.from_numpy(np.stack([key % n, key // n]).astype(np.int64))
 
 
 def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = None, *,
