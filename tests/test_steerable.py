@@ -19,6 +19,7 @@ from gdl.nn._steerable_fields import (
     Irrep,
     RingHarmonics,
     _field_rep,
+    band_limits,
     irreps_of,
     pair_basis,
     planar_group,
@@ -138,6 +139,36 @@ def test_basis_dimensions_equal_the_character_formula_continuous(group, k):
     for a in irreps:
         for b in irreps:
             assert pair_basis(group, a, b, k).shape[0] == _character_count(group, a, b, k), (str(a), str(b))
+
+
+def _frequencies_used(group, a, b, k):
+    """The angular frequencies of the ring harmonics that the solved filters from irrep b to irrep a use."""
+    from gdl.nn._steerable_fields import _irrep_rep, _kernel_rep, _rings, band_limits
+    from gdl.weight_sharing import equivariant_basis
+
+    rings = _rings(group, k, band_limits(k))
+    rout = _irrep_rep(group, a)
+    coeffs = equivariant_basis(_irrep_rep(group, b), _kernel_rep(group, a, k, band_limits(k)))
+    coeffs = coeffs.reshape(-1, rout.dim, rings.dim, _irrep_rep(group, b).dim)
+    used = coeffs.abs().amax(dim=(0, 1, 3)) > 1e-9
+    return {rings.terms[f][1] for f in range(rings.dim) if used[f]}
+
+
+def test_so2_keeps_the_frequencies_n_minus_m_and_n_plus_m_and_cn_adds_aliases():
+    """Weiler & Cesa's solution: between SO(2) irreps of frequencies m -> n only the angular frequencies |n - m|
+    and n + m appear (within the band limit, 3 for 7x7 filters); C_N also keeps those that differ by a multiple
+    of N from them or their negatives."""
+    top = max(band_limits(7))
+    for m in range(4):
+        for n in range(4):
+            expected = {f for f in (abs(n - m), n + m) if f <= top}
+            assert _frequencies_used("SO2", Irrep(n), Irrep(m), 7) == expected, (m, n)
+    N = 3
+    for m in range(2):
+        for n in range(2):
+            aliases = {f for f in range(top + 1) if any((f - s * base) % N == 0 for base in (n - m, n + m)
+                                                        for s in (1, -1))}
+            assert _frequencies_used(f"C{N}", Irrep(n), Irrep(m), 7) == aliases, (m, n)
 
 
 def test_layer_weights_are_the_sum_of_the_pair_counts():
