@@ -209,7 +209,8 @@ class SteerableConv2d(nn.Module):
         if self._index is None:
             w = w.view(Fo, Fi, -1)
         else:
-            w = torch.cat([w, w.new_zeros(1)])[self._index]             # (F_out, F_in, D), zeros off-pair
+            w = torch.cat([w, w.new_zeros(1)]).index_select(0, self._index.flatten()).view(self._index.shape)
+            #   (F_out, F_in, D), zeros off-pair; index_select has a cheap backward (index_add)
         k = self.kernel_size
         filt = torch.einsum("abd,dpqkl->apbqkl", w, self.basis.to(w.dtype))
         filt = filt.reshape(Fo * self.basis.shape[1], Fi * self.basis.shape[2], k, k)
@@ -219,7 +220,7 @@ class SteerableConv2d(nn.Module):
             filt = filt.index_select(1, self._cols)
         bias = None
         if self.bias is not None:
-            bias = torch.cat([self.bias, self.bias.new_zeros(1)])[self._bias_index]
+            bias = torch.cat([self.bias, self.bias.new_zeros(1)]).index_select(0, self._bias_index)
         return filt, bias
 
     def _filter(self):
