@@ -36,6 +36,7 @@ Shapes: ``N`` nodes, ``E`` edges, ``C`` channels.
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import torch
 from torch import nn
@@ -85,17 +86,30 @@ def scatter_softmax(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> to
     return w / scatter_sum(w, index, dim_size)[index]
 
 
+#: The last ``edge_index`` whose values passed :func:`check_edge_index`: (weak reference, its ``_version``, N).
+_LAST_CHECKED: tuple | None = None
+
+
 def check_edge_index(edge_index: torch.Tensor, num_nodes: int, name: str = "edge_index") -> None:
-    """Raise ``ValueError`` naming ``name`` unless it is an integer ``(2, E)`` tensor with entries in ``0..N-1``."""
+    """Raise ``ValueError`` naming ``name`` unless it is an integer ``(2, E)`` tensor with entries in ``0..N-1``.
+
+    Reading the range makes the host wait for the device, so the value check is skipped when the same tensor
+    object, unmodified (same ``_version``), passed it for the same ``N`` just before: the layers of one network
+    share one ``edge_index``, and each would otherwise stall a GPU once per forward pass."""
+    global _LAST_CHECKED
     if not torch.is_tensor(edge_index) or edge_index.ndim != 2 or edge_index.shape[0] != 2 \
             or edge_index.is_floating_point():
         got = tuple(edge_index.shape) if torch.is_tensor(edge_index) else type(edge_index).__name__
         raise ValueError(f"{name} must be an integer tensor of shape (2, E), got {got}")
     if edge_index.numel() and edge_index.device.type != "meta":
+        last = _LAST_CHECKED
+        if last is not None and last[0]() is edge_index and last[1] == edge_index._version and last[2] == num_nodes:
+            return
         lo, hi = int(edge_index.min()), int(edge_index.max())
         if lo < 0 or hi >= num_nodes:
             raise ValueError(f"{name} refers to nodes {lo}..{hi}, but there are only {num_nodes} nodes "
                              f"(valid: 0..{num_nodes - 1})")
+        _LAST_CHECKED = (weakref.ref(edge_index), edge_index._version, num_nodes)
 
 
 def check_batch(batch: torch.Tensor, num_nodes: int, num_graphs: int | None = None, name: str = "batch") -> None:
