@@ -124,6 +124,32 @@ def time_workload(build, graphs, loss_fn, bs, lr, device, repeats, warmup, befor
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def host_batching(repeats: int) -> dict[str, float]:
+    """Seconds of batching alone (no model) for one full-scale chapter-9 epoch: 30 training batches of 100
+    systems in a shuffled order and 8 validation batches of 256, by per-batch ``collate`` and by ``GraphDataset``."""
+    train_graphs, val_graphs = (s.graphs() for s in nbody_splits(3000, 2000, 2, seed=0)[:2])
+    stores = GraphDataset(train_graphs), GraphDataset(val_graphs)
+
+    def old():
+        order = torch.randperm(3000)
+        for s in range(0, 3000, 100):
+            collate([train_graphs[i] for i in order[s:s + 100].tolist()])
+        for s in range(0, 2000, 256):
+            collate(val_graphs[s:s + 256])
+
+    def new():
+        for _ in stores[0].batches(torch.randperm(3000), 100):
+            pass
+        for _ in stores[1].batches(None, 256):
+            pass
+
+    times = {"collate": [], "GraphDataset": []}
+    for _ in range(repeats):
+        for name, fn in (("collate", old), ("GraphDataset", new)):
+            times[name].append(timed(fn, torch.device("cpu")))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, repeats=15, warmup=2)
@@ -148,6 +174,11 @@ def main() -> None:
         print(f"| {name} | {1e3 * med['bare']:.1f} | {r['dataset']:.2f} | {r['list']:.2f} | {r['collate']:.2f} | "
               f"{r['fused']:.2f} |" + tail)
         verdicts.append((name, r["dataset"], r.get("before")))
+    if args.scale == "full":
+        host = host_batching(args.repeats)
+        print(f"\nbatching alone, one full-scale chapter-9 epoch (30 x 100 + 8 x 256 systems), median of "
+              f"{args.repeats}: per-batch collate {1e3 * host['collate']:.1f} ms, GraphDataset "
+              f"{1e3 * host['GraphDataset']:.1f} ms ({host['collate'] / host['GraphDataset']:.0f}x less)")
     print()
     for name, ratio, old in verdicts:
         was = f"; train at {args.before}: {old:.2f}" if old is not None else ""
