@@ -71,23 +71,27 @@ def run(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, Any],
 
 
 def tune_lr(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, Any], lrs: Sequence[float],
-            seed: int = 0, **train_kwargs) -> tuple[float, dict[float, float]]:
+            seed: int = 0, return_row: bool = False,
+            **train_kwargs) -> tuple[float, dict[float, float]] | tuple[float, dict[float, float], dict]:
     """The learning rate of ``lrs`` whose run reaches the lowest validation loss, every candidate trained with
     the same ``train_kwargs`` (so the same epoch limit and patience: one budget).
 
     Returns:
-        ``(best_lr, {lr: best validation loss})``; a diverged run scores ``inf``.
+        ``(best_lr, {lr: best validation loss})``; a diverged run scores ``inf``. With ``return_row=True`` also
+        the winning run's row (see :func:`run`; ``train_kwargs`` may hold ``metrics`` and ``name``), so that it
+        can serve as the run of ``seed`` instead of being trained again.
     """
     if not lrs:
         raise ValueError("lrs must hold at least one learning rate")
-    scores = {}
+    scores, rows = {}, {}
     for lr in lrs:
-        row = run(build, x, y, val=val, lr=lr, seed=seed, **train_kwargs)
-        scores[lr] = row["best_val_loss"] if row["stop_reason"] != "diverged" else math.inf
+        rows[lr] = run(build, x, y, val=val, lr=lr, seed=seed, **train_kwargs)
+        scores[lr] = rows[lr]["best_val_loss"] if rows[lr]["stop_reason"] != "diverged" else math.inf
     best = min(scores, key=scores.__getitem__)
     if not math.isfinite(scores[best]):
         raise RuntimeError(f"every learning rate in {list(lrs)} diverged")
-    return best, scores
+    rows[best]["lr_scores"] = scores
+    return (best, scores, rows[best]) if return_row else (best, scores)
 
 
 def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, val: tuple[Any, Any],
@@ -98,8 +102,8 @@ def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, va
 
     Args:
         models: ``name -> build``.
-        lrs: a grid searched per model with :func:`tune_lr` (seed ``tune_seed``), or ``name -> lr`` already
-            chosen.
+        lrs: a grid searched per model with :func:`tune_lr` (seed ``tune_seed``; the winning run is reused as
+            that seed's run), or ``name -> lr`` already chosen.
         seeds, metrics, train_kwargs: as in :func:`run`.
 
     Returns:
@@ -108,12 +112,15 @@ def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, va
     """
     rows = []
     for name, build in models.items():
+        done = {}
         if isinstance(lrs, Mapping):
             lr, scores = lrs[name], {}
         else:
-            lr, scores = tune_lr(build, x, y, val=val, lrs=lrs, seed=tune_seed, **train_kwargs)
+            lr, scores, done[tune_seed] = tune_lr(build, x, y, val=val, lrs=lrs, seed=tune_seed, return_row=True,
+                                                  metrics=metrics, name=name, **train_kwargs)
         for seed in seeds:
-            row = run(build, x, y, val=val, lr=lr, seed=seed, metrics=metrics, name=name, **train_kwargs)
+            row = done.get(seed) or run(build, x, y, val=val, lr=lr, seed=seed, metrics=metrics, name=name,
+                                        **train_kwargs)
             row["lr_scores"] = scores
             rows.append(row)
     return rows
