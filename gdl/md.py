@@ -47,7 +47,7 @@ class GDLCalculator(Calculator):
         model: an :class:`gdl.nn.atomistic.EnergyForces`, or a bare energy model (``GraphBatch -> (B,)`` or a
             dict with ``"energy"``), which is wrapped in one. It is put in eval mode; its parameters are not
             changed.
-        device: where the model runs (default: where its parameters are).
+        device: where the model runs (default: where its parameters are; ``gdl.device()`` if it has none).
         dtype: the dtype positions are given in (default: the model's parameter dtype).
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (N, 3) (eV/Angstrom), and ``dipole`` (3,) (e
@@ -65,9 +65,12 @@ class GDLCalculator(Calculator):
             raise TypeError(f"GDLCalculator needs a torch.nn.Module energy model, got {type(model).__name__}")
         if not isinstance(model, EnergyForces):
             model = EnergyForces(model)
+        from gdl._runtime import device as default_device
+
         params = [p for p in model.parameters() if p.is_floating_point()]
-        self.device = torch.device(device) if device is not None else (params[0].device if params else
-                                                                      torch.device("cpu"))
+        if device is None:
+            device = params[0].device if params else default_device(verbose=False)
+        self.device = torch.device(device)
         self.dtype = dtype or (params[0].dtype if params else torch.get_default_dtype())
         self.model = model.to(self.device).eval()
 
