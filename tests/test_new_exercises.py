@@ -1,0 +1,68 @@
+"""The exercises from ex09 on: the master's reference passes every question, and each question set catches
+plausible wrong answers (mutants), in the manner of tests/test_grading.py's MUTANTS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gdl.grading import LocalSubmission, find_master, load_exercise, run_questions
+
+MASTERS = Path(__file__).resolve().parent.parent / "exercises" / "masters"
+NEW = ["ex09"]
+
+
+def _adjacency(edges, n):
+    a = torch.zeros(n, n, dtype=torch.float64)
+    for i, j in edges:
+        a[i, j] = a[j, i] = 1.0
+    return a
+
+
+def _cycle(n):
+    return _adjacency([(i, (i + 1) % n) for i in range(n)], n)
+
+
+def _mean_aggregation(x, adj, w_self, w_nbr):
+    deg = adj.sum(-1, keepdim=True).clamp_min(1)
+    return torch.relu(x @ w_self + (adj @ x / deg) @ w_nbr)
+
+
+def _isomorphic_pair():
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    c = _cycle(6)
+    return c, c[perm][:, perm]
+
+
+def _not_wl_equivalent():
+    return _cycle(6), _adjacency([(i, i + 1) for i in range(5)], 6)          # a 6-cycle and a 6-path
+
+
+MUTANTS = {
+    "ex09 mean, not sum, over neighbours": ("ex09", {"mp_layer": _mean_aggregation},
+                                            {"mp_known_value", "mp_matches_reference"}),
+    "ex09 a graph and its relabelling": ("ex09", {"wl_equivalent_pair": _isomorphic_pair}, {"pair_is_valid"}),
+    "ex09 a pair that 1-WL separates": ("ex09", {"wl_equivalent_pair": _not_wl_equivalent},
+                                        {"pair_is_1wl_equivalent", "pair_fools_the_layer"}),
+}
+
+
+@pytest.mark.parametrize("exercise_id", NEW)
+@pytest.mark.parametrize("seed", [4242, 7])
+def test_reference_passes_every_question(exercise_id, seed):
+    ex = load_exercise(find_master(MASTERS, exercise_id))
+    assert any(q.hidden for q in ex.questions) and any(not q.hidden for q in ex.questions)
+    results = run_questions(ex.questions, LocalSubmission(ex.reference), LocalSubmission(ex.reference), seed=seed)
+    assert all(r["passed"] for r in results), [(r["name"], r["message"]) for r in results if not r["passed"]]
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
+def test_questions_catch_plausible_mistakes(mutant):
+    exercise_id, changes, failing = MUTANTS[mutant]
+    ex = load_exercise(find_master(MASTERS, exercise_id))
+    ns = dict(ex.reference)
+    ns.update(changes)
+    results = run_questions(ex.questions, LocalSubmission(ns), LocalSubmission(ex.reference), seed=4242)
+    assert {r["name"] for r in results if not r["passed"]} == failing, [(r["name"], r["message"]) for r in results]
