@@ -11,7 +11,7 @@ import torch
 from gdl.grading import LocalSubmission, find_master, load_exercise, run_questions
 
 MASTERS = Path(__file__).resolve().parent.parent / "exercises" / "masters"
-NEW = ["ex09"]
+NEW = ["ex09", "ex10"]
 
 
 def _adjacency(edges, n):
@@ -40,12 +40,31 @@ def _not_wl_equivalent():
     return _cycle(6), _adjacency([(i, i + 1) for i in range(5)], 6)          # a 6-cycle and a 6-path
 
 
+def _message(f, r, w0, w2, normalize=True):
+    from e3nn import o3
+
+    out = 0
+    for J, w in ((0, w0), (2, w2)):
+        Y = o3.spherical_harmonics(J, r, normalize=normalize, normalization="component")
+        out = out + w * torch.einsum("iko,ei,ek->eo", o3.wigner_3j(1, J, 1, dtype=f.dtype), f, Y)
+    return out
+
+
+def _with_cross_product_path(f, r, w0, w2):
+    return _message(f, r, w0, w2) + 0.5 * torch.linalg.cross(f, r / r.norm(dim=-1, keepdim=True))
+
+
 MUTANTS = {
     "ex09 mean, not sum, over neighbours": ("ex09", {"mp_layer": _mean_aggregation},
                                             {"mp_known_value", "mp_matches_reference"}),
     "ex09 a graph and its relabelling": ("ex09", {"wl_equivalent_pair": _isomorphic_pair}, {"pair_is_valid"}),
     "ex09 a pair that 1-WL separates": ("ex09", {"wl_equivalent_pair": _not_wl_equivalent},
                                         {"pair_is_1wl_equivalent", "pair_fools_the_layer"}),
+    "ex10 the cross-product path too": ("ex10", {"tp_message": _with_cross_product_path},
+                                        {"scalar_path_value", "message_is_o3_equivariant", "message_matches_reference",
+                                         "message_is_equivariant_for_random_weights"}),
+    "ex10 harmonics of r, not of its direction": ("ex10", {"tp_message": lambda f, r, w0, w2: _message(
+        f, r, w0, w2, normalize=False)}, {"message_matches_reference", "message_is_equivariant_for_random_weights"}),
 }
 
 
