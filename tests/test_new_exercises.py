@@ -11,7 +11,7 @@ import torch
 from gdl.grading import LocalSubmission, find_master, load_exercise, run_questions
 
 MASTERS = Path(__file__).resolve().parent.parent / "exercises" / "masters"
-NEW = ["ex09", "ex10"]
+NEW = ["ex09", "ex10", "ex11"]
 
 
 def _adjacency(edges, n):
@@ -54,6 +54,17 @@ def _with_cross_product_path(f, r, w0, w2):
     return _message(f, r, w0, w2) + 0.5 * torch.linalg.cross(f, r / r.norm(dim=-1, keepdim=True))
 
 
+def _egnn(h, x, w_e, w_x, w_h, sign=1.0, dot_product=False):
+    n = h.shape[1]
+    diff = x[:, :, None, :] - x[:, None, :, :]
+    geometry = (x[:, :, None, :] * x[:, None, :, :]).sum(-1, keepdim=True) if dot_product else \
+        (diff ** 2).sum(-1, keepdim=True)
+    pair = torch.cat([h[:, :, None, :].expand(-1, -1, n, -1), h[:, None, :, :].expand(-1, n, -1, -1), geometry], -1)
+    m = torch.tanh(pair @ w_e) * (1.0 - torch.eye(n, dtype=h.dtype)[..., None])
+    x_new = x + sign * (diff * (m @ w_x)[..., None]).sum(2) / (n - 1)
+    return h + torch.tanh(torch.cat([h, m.sum(2)], -1) @ w_h), x_new
+
+
 MUTANTS = {
     "ex09 mean, not sum, over neighbours": ("ex09", {"mp_layer": _mean_aggregation},
                                             {"mp_known_value", "mp_matches_reference"}),
@@ -65,6 +76,11 @@ MUTANTS = {
                                          "message_is_equivariant_for_random_weights"}),
     "ex10 harmonics of r, not of its direction": ("ex10", {"tp_message": lambda f, r, w0, w2: _message(
         f, r, w0, w2, normalize=False)}, {"message_matches_reference", "message_is_equivariant_for_random_weights"}),
+    "ex11 x_j - x_i instead of x_i - x_j": ("ex11", {"egnn_layer": lambda *a: _egnn(*a, sign=-1.0)},
+                                             {"two_points_known_value", "layer_matches_reference"}),
+    "ex11 raw coordinates in the message": ("ex11", {"egnn_layer": lambda *a: _egnn(*a, dot_product=True)},
+                                            {"two_points_known_value", "layer_is_e3_equivariant",
+                                             "layer_matches_reference"}),
 }
 
 
