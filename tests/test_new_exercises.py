@@ -11,7 +11,7 @@ import torch
 from gdl.grading import LocalSubmission, find_master, load_exercise, run_questions
 
 MASTERS = Path(__file__).resolve().parent.parent / "exercises" / "masters"
-NEW = ["ex09", "ex10", "ex11"]
+NEW = ["ex09", "ex10", "ex11", "ex12"]
 
 
 def _adjacency(edges, n):
@@ -81,6 +81,12 @@ MUTANTS = {
     "ex11 raw coordinates in the message": ("ex11", {"egnn_layer": lambda *a: _egnn(*a, dot_product=True)},
                                             {"two_points_known_value", "layer_is_e3_equivariant",
                                              "layer_matches_reference"}),
+    "ex12 no division by |G|": ("ex12", {"multiplicities": lambda chi, table: table @ chi},
+                                {"decomposes_the_permutation_rep", "decomposes_a_disguised_sum",
+                                 "decomposes_random_sums", "multiplicities_match_reference"}),
+    "ex12 sum of all entries, not the trace": ("ex12", {"characters": lambda mats: mats.sum((-1, -2))},
+                                               {"characters_of_permutations", "decomposes_a_disguised_sum",
+                                                "decomposes_random_sums"}),
 }
 
 
