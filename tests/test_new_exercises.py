@@ -11,7 +11,7 @@ import torch
 from gdl.grading import LocalSubmission, find_master, load_exercise, run_questions
 
 MASTERS = Path(__file__).resolve().parent.parent / "exercises" / "masters"
-NEW = ["ex09", "ex10", "ex11", "ex12"]
+NEW = ["ex09", "ex10", "ex11", "ex12", "ex13"]
 
 
 def _adjacency(edges, n):
@@ -65,6 +65,17 @@ def _egnn(h, x, w_e, w_x, w_h, sign=1.0, dot_product=False):
     return h + torch.tanh(torch.cat([h, m.sum(2)], -1) @ w_h), x_new
 
 
+def _group_conv(x, psi, turn=True, cycle=True):
+    import torch.nn.functional as F
+
+    outputs = []
+    for r in range(4):
+        filt = torch.stack([torch.rot90(psi[(s - r) % 4 if cycle else s], r if turn else 0, dims=(0, 1))
+                            for s in range(4)])
+        outputs.append(F.conv2d(x, filt[None], padding=psi.shape[-1] // 2))
+    return torch.cat(outputs, dim=1)
+
+
 MUTANTS = {
     "ex09 mean, not sum, over neighbours": ("ex09", {"mp_layer": _mean_aggregation},
                                             {"mp_known_value", "mp_matches_reference"}),
@@ -87,6 +98,10 @@ MUTANTS = {
     "ex12 sum of all entries, not the trace": ("ex12", {"characters": lambda mats: mats.sum((-1, -2))},
                                                {"characters_of_permutations", "decomposes_a_disguised_sum",
                                                 "decomposes_random_sums"}),
+    "ex13 filters not turned": ("ex13", {"group_conv_c4": lambda x, psi: _group_conv(x, psi, turn=False)},
+                                {"conv_is_equivariant", "conv_matches_reference"}),
+    "ex13 orientations not read relative to r": ("ex13", {"group_conv_c4": lambda x, psi: _group_conv(
+        x, psi, cycle=False)}, {"conv_known_value", "conv_is_equivariant", "conv_matches_reference"}),
 }
 
 
