@@ -11,7 +11,7 @@ import torch
 from gdl.grading import LocalSubmission, find_master, load_exercise, run_questions
 
 MASTERS = Path(__file__).resolve().parent.parent / "exercises" / "masters"
-NEW = ["ex09", "ex10", "ex11", "ex12", "ex13"]
+NEW = ["ex09", "ex10", "ex11", "ex12", "ex13", "ex14"]
 
 
 def _adjacency(edges, n):
@@ -76,6 +76,15 @@ def _group_conv(x, psi, turn=True, cycle=True):
     return torch.cat(outputs, dim=1)
 
 
+def _diagnose(y, y_moved, Q, absolute=False, parity=True):
+    candidates = [y, y @ Q.T] + ([torch.linalg.det(Q) * (y @ Q.T)] if parity else [])
+    for label, expected in enumerate(candidates):
+        bound = 1e-6 if absolute else 1e-6 * expected.abs().max()
+        if (y_moved - expected).abs().max() < bound:
+            return label
+    return 3
+
+
 MUTANTS = {
     "ex09 mean, not sum, over neighbours": ("ex09", {"mp_layer": _mean_aggregation},
                                             {"mp_known_value", "mp_matches_reference"}),
@@ -102,6 +111,11 @@ MUTANTS = {
                                 {"conv_is_equivariant", "conv_matches_reference"}),
     "ex13 orientations not read relative to r": ("ex13", {"group_conv_c4": lambda x, psi: _group_conv(
         x, psi, cycle=False)}, {"conv_known_value", "conv_is_equivariant", "conv_matches_reference"}),
+    "ex14 an absolute tolerance": ("ex14", {"diagnose": lambda *a: _diagnose(*a, absolute=True)},
+                                   {"labels_do_not_depend_on_units"}),
+    "ex14 no pseudovectors": ("ex14", {"diagnose": lambda *a: _diagnose(*a, parity=False)},
+                              {"labels_a_mirror", "labels_random_reflections", "labels_do_not_depend_on_units",
+                               "labels_real_models"}),
 }
 
 
