@@ -160,10 +160,12 @@ def analytic_kernels(l_in: int, l_out: int, L: int, x: torch.Tensor) -> torch.Te
 
 def subspace_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """The largest principal-angle sine between the spans of two families of vectors (rows flattened):
-    :math:`\\lVert Q_a Q_a^\\top - Q_b Q_b^\\top \\rVert_2`, 0 when the spans agree, 1 when one holds a vector
-    orthogonal to the other. Families of different sizes are at distance 1."""
+    :math:`\\lVert Q_a Q_a^\\top - Q_b Q_b^\\top \\rVert_2 = \\lVert (I - Q_b Q_b^\\top) Q_a \\rVert_2` for spans of
+    equal dimension, 0 when the spans agree, 1 when one holds a vector orthogonal to the other. Families of
+    different sizes are at distance 1. (Computed on the small matrix :math:`(I - Q_b Q_b^\\top) Q_a`, which keeps
+    angles near zero accurate.)"""
     qa = torch.linalg.qr(a.reshape(len(a), -1).T).Q
     qb = torch.linalg.qr(b.reshape(len(b), -1).T).Q
     if qa.shape[1] != qb.shape[1]:
         return 1.0
-    return float(torch.linalg.matrix_norm(qa @ qa.T - qb @ qb.T, ord=2))
+    return float(torch.linalg.matrix_norm(qa - qb @ (qb.T @ qa), ord=2))
