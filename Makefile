@@ -23,8 +23,10 @@ book: $(STAMP)
 # Each chapter executes once: in the book build (myst-nb's cache). pytest's --chapters-from-build then gives every
 # chapter of _toc.yml a test that fails with the chapter's traceback when the build could not execute it (or when it
 # changed since). pytest runs even when the build failed, so every failure is reported; the exit status is the worst.
+# The build's execution cache is emptied first: it is keyed on each chapter's cells only, so after a change to gdl/
+# a cached execution would pass a chapter that no longer runs.
 test: $(STAMP) lint check-sync
-	@start=$$(date +%s); status=0; \
+	@start=$$(date +%s); status=0; rm -rf _build/.jupyter_cache; \
 	$(MAKE) --no-print-directory book || status=$$?; \
 	$(PY) -m pytest -p no:cacheprovider --chapters-from-build --durations=15 \
 		tests $(NOTEBOOKS) $(PYTEST_ARGS) || status=$$?; \
