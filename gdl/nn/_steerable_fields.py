@@ -45,6 +45,7 @@ from gdl.groups import (
     TensorProductRep,
 )
 from gdl.weight_sharing import PolarFilterRep, equivariant_basis
+from gdl.weight_sharing._counts import _angle_and_flip
 
 __all__ = ["STEERABLE_GROUPS", "planar_group", "Irrep", "REGULAR", "FieldType", "band_limits", "RingHarmonics",
            "irreps_of", "regular_decomposition", "pair_basis"]
@@ -77,16 +78,6 @@ def planar_group(name: str):
     raise ValueError(f"unknown steerable group {name!r}; expected {STEERABLE_GROUPS}")
 
 
-def _angle_flip(group, value) -> tuple[float, int]:
-    if isinstance(group, CyclicGroup):
-        return 2 * math.pi * value / group.n, 0
-    if isinstance(group, DihedralGroup):
-        return 2 * math.pi * value[1] / group.n, value[0]
-    if isinstance(group, SO2):
-        return float(value), 0
-    return float(value[1]), value[0]
-
-
 def _order(group) -> int:
     """N for C_N / D_N, 0 for the continuous groups."""
     return group.n if isinstance(group, (CyclicGroup, DihedralGroup)) else 0
@@ -115,7 +106,7 @@ class Irrep:
         return 1 if self.k == 0 or 2 * self.k == _order(group) else 2
 
     def matrix(self, group, value) -> torch.Tensor:
-        theta, f = _angle_flip(group, value)
+        theta, f = _angle_and_flip(group, value)
         if self.dim(group) == 1:
             sign = (-1.0) ** (self.j * f)
             return torch.full((1, 1), sign * (1.0 if self.k == 0 else math.cos(self.k * theta)), dtype=_F64)

@@ -267,13 +267,18 @@ class CoordinateMLP(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
-        batch = check_atoms(batch, who="CoordinateMLP", dtype=model_dtype(self))
+        who = type(self).__name__
+        batch = check_atoms(batch, who=who, dtype=model_dtype(self))
         if any(n != self.num_atoms for n in batch.sizes):
-            raise ValueError(f"CoordinateMLP was built for molecules of {self.num_atoms} atoms, got sizes "
+            raise ValueError(f"{who} was built for molecules of {self.num_atoms} atoms, got sizes "
                              f"{sorted(set(batch.sizes))}")
         pos = batch.pos.reshape(batch.num_graphs, self.num_atoms, 3)           # (B, n, 3)
-        pos = pos - pos.mean(1, keepdim=True)
-        return self.net(pos.flatten(1)).squeeze(-1)                             # (B,)
+        z = batch.z.reshape(batch.num_graphs, self.num_atoms)                  # (B, n)
+        return self.net(self.coordinates(pos, z).flatten(1)).squeeze(-1)       # (B,)
+
+    def coordinates(self, pos: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """What the MLP reads: the centred coordinates :math:`x_i - \\bar x`, ``(B, n, 3)``."""
+        return pos - pos.mean(1, keepdim=True)
 
 
 def energy_mae(output: dict[str, torch.Tensor], batch: GraphBatch) -> torch.Tensor:

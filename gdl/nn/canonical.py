@@ -10,9 +10,9 @@ discontinuous there, one of the known drawbacks of canonicalisation.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from gdl.data.graphs import GraphBatch
+from gdl.nn.atomistic import CoordinateMLP
 
 __all__ = ["principal_axes_frame", "CanonicalMLP", "random_rotations", "RandomRotation3d"]
 
@@ -49,7 +49,7 @@ def principal_axes_frame(pos: torch.Tensor, weights: torch.Tensor | None = None)
     return torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=1)
 
 
-class CanonicalMLP(nn.Module):
+class CanonicalMLP(CoordinateMLP):
     """An MLP on the coordinates of a molecule in its principal-axes frame,
     :math:`\\hat E = \\mathrm{MLP}\\big(R(x)(x_1 - \\bar x), \\dots, R(x)(x_n - \\bar x)\\big)` with
     :math:`R` from :func:`principal_axes_frame` (weighted by atomic number).
@@ -62,25 +62,10 @@ class CanonicalMLP(nn.Module):
         hidden, num_layers: width and depth of the MLP (SiLU).
     """
 
-    def __init__(self, num_atoms: int, hidden: int = 64, num_layers: int = 2):
-        super().__init__()
-        self.num_atoms = num_atoms
-        sizes = [3 * num_atoms] + [hidden] * num_layers
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.SiLU()]
-        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
-
-    def forward(self, batch: GraphBatch) -> torch.Tensor:
-        if any(n != self.num_atoms for n in batch.sizes):
-            raise ValueError(f"CanonicalMLP was built for molecules of {self.num_atoms} atoms, got sizes "
-                             f"{sorted(set(batch.sizes))}")
-        pos = batch.pos.reshape(batch.num_graphs, self.num_atoms, 3)           # (B, n, 3)
-        z = batch.z.reshape(batch.num_graphs, self.num_atoms)
+    def coordinates(self, pos: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The centred coordinates turned into the principal-axes frame, :math:`R(x)(x_i - \\bar x)`."""
         rot = principal_axes_frame(pos, z)                                     # (B, 3, 3)
-        rel = pos - pos.mean(1, keepdim=True)
-        canonical = rel @ rot.transpose(1, 2)                                  # (B, n, 3)
-        return self.net(canonical.flatten(1)).squeeze(-1)                      # (B,)
+        return super().coordinates(pos, z) @ rot.transpose(1, 2)                # (B, n, 3)
 
 
 def random_rotations(n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
