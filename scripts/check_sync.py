@@ -2,6 +2,9 @@
 
 The .md is the reviewed source; the .ipynb is what Colab opens and nbval runs. They must hold the same cells.
 Fix with `make sync` (jupytext --sync).
+
+Also fails when a markdown cell holds an unpaired code fence: a code cell that lost its ```{code-cell} line is
+read as text, so its asserts would never run (the page shows them as prose).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ def out_of_sync(root: Path = ROOT) -> list[str]:
         if not md.exists():
             continue
         a, b = _cells(jupytext.read(md)), _cells(jupytext.read(ipynb))
+        for i, (kind, source) in enumerate(a):
+            fences = [line.strip() for line in source.splitlines() if line.strip().startswith("```")]
+            if kind == "markdown" and (len(fences) % 2 or any("{code-cell}" in f for f in fences)):
+                problems.append(f"{md.relative_to(root)}: markdown cell {i} holds an unpaired code fence (a code "
+                                f"cell without its ```{{code-cell}} line is text, and its code never runs)")
         if a != b:
             first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
             problems.append(f"{rel} is out of sync with {md.relative_to(root)} (first difference at cell "

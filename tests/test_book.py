@@ -48,3 +48,21 @@ def test_first_cell_is_the_colab_setup(notebook: Path):
 def test_notebooks_never_hard_code_cuda(notebook: Path):
     text = notebook.with_suffix(".md").read_text()
     assert ".cuda()" not in text, f"{notebook.name} hard-codes .cuda(); use gdl.device()"
+
+
+def test_a_code_cell_that_lost_its_opening_line_fails_the_pairing_check(tmp_path):
+    """Chapter 9 once had asserts after a closed cell with no ```{code-cell} line: they rendered as prose and never
+    ran. The check must flag such a markdown cell even when .md and .ipynb agree."""
+    chapter = (ROOT / "book" / "01_why_symmetry_matters.md").read_text()
+    header = chapter[: chapter.index("\n---\n", 4) + 5]            # the jupytext front matter
+    body = "# A chapter\n\n```{code-cell} ipython3\nx = 1\n```\n\nassert x == 2\n```\n\nText.\n"
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/ch\n")
+    md = tmp_path / "book" / "ch.md"
+    md.write_text(header + body)
+    jupytext.write(jupytext.read(md), md.with_suffix(".ipynb"))
+    problems = out_of_sync(tmp_path)
+    assert problems and "unpaired code fence" in problems[0], problems
+    md.write_text(header + body.replace("\n\nassert x == 2\n```", "\n\n```{code-cell} ipython3\nassert x == 1\n```"))
+    jupytext.write(jupytext.read(md), md.with_suffix(".ipynb"))
+    assert out_of_sync(tmp_path) == []
