@@ -82,8 +82,8 @@ def gradescope_bundle(master: str | Path, out: str | Path, *, gdl_requirement: s
 # --- the book page ----------------------------------------------------------------------------------------------
 _PAGE_HEAD = """# Exercises
 
-Eight exercises, one per idea of the course, each a notebook you can run locally or on Colab. Each one states
-the task, leaves functions for you to write, and ends with public checks that you run yourself:
+There are {count} exercises, one per idea of the course, each a notebook you can run locally or on Colab. Each one
+states the task, leaves functions for you to write, and ends with public checks that you run yourself:
 `check("ex01")` shows which checks pass. The grader runs the same public checks plus hidden ones with fresh
 random inputs, in a sandbox. The notebooks live in `exercises/student/` of the repository: open one in Jupyter,
 or in Colab with the link below each exercise (its first cell installs `gdl` there). How grading works is
@@ -107,14 +107,20 @@ def solutions_page(masters: str | Path) -> str:
 
     # the Colab links come from the book's _config.yml (repository: url/branch), next to the exercises folder
     repo = repository(Path(masters).resolve().parent.parent)
-    parts = [_PAGE_HEAD]
-    for m in master_paths(masters):
+    paths = master_paths(masters)
+    parts = [_PAGE_HEAD.format(count=len(paths))]
+    for m in paths:
         nb = read_notebook(m)
         ex = exercise_id(nb, m)
         solution_md, solution_code, statement = [], [], []
-        for c in nb["cells"]:
+        cells = nb["cells"]
+        for i, c in enumerate(cells):
             t, text = tags(c), source(c).strip()
             if "colab" in t or t & {"public-tests", "hidden-tests", "check"} or not text:
+                continue
+            # a statement cell that introduces the public checks: the page shows no checks, so it is left out
+            introduces_checks = i + 1 < len(cells) and "public-tests" in tags(cells[i + 1])
+            if c["cell_type"] == "markdown" and introduces_checks and not t & {"solution", "solution-only"}:
                 continue
             if c["cell_type"] == "markdown":
                 (solution_md if t & {"solution", "solution-only"} else statement).append(_demote(text))
