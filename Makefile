@@ -5,6 +5,8 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The chapter notebooks named in _toc.yml (computed when a recipe runs, after set-up).
 NOTEBOOKS = $$($(PY) scripts/toc_notebooks.py)
+# Test processes (pytest-xdist): one per core.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: setup book test lint sync check-sync colab-cell gpu-check clean
 
@@ -15,20 +17,24 @@ $(STAMP): pyproject.toml requirements/lock.txt scripts/setup.sh
 	@touch $@
 
 ## book: build the website into _build/html (executes every chapter; cached between builds)
+# scripts/execute_chapters.py first executes the chapters that are not cached, several at a time, into the build's
+# cache; the build then renders them (a chapter that failed there is executed again by the build, which reports it).
 book: $(STAMP)
+	-$(PY) scripts/execute_chapters.py
 	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 	@echo "book: open _build/html/index.html"
 
 ## test: lint, pairing check, book build, package tests, every chapter, browser tests
-# Each chapter executes once: in the book build (myst-nb's cache). pytest's --chapters-from-build then gives every
-# chapter of _toc.yml a test that fails with the chapter's traceback when the build could not execute it (or when it
-# changed since). pytest runs even when the build failed, so every failure is reported; the exit status is the worst.
+# Each chapter executes once: for the book build (scripts/execute_chapters.py, $(JOBS) at a time, into myst-nb's
+# cache). pytest's --chapters-from-build then gives every chapter of _toc.yml a test that fails with the chapter's
+# traceback when it could not be executed (or when it changed since). pytest runs even when the build failed, so
+# every failure is reported; the exit status is the worst. The tests run in $(JOBS) processes (pytest-xdist).
 # The build's execution cache is emptied first: it is keyed on each chapter's cells only, so after a change to gdl/
 # a cached execution would pass a chapter that no longer runs.
 test: $(STAMP) lint check-sync
 	@start=$$(date +%s); status=0; rm -rf _build/.jupyter_cache; \
 	$(MAKE) --no-print-directory book || status=$$?; \
-	$(PY) -m pytest -p no:cacheprovider --chapters-from-build --durations=15 \
+	$(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist worksteal --chapters-from-build --durations=15 \
 		tests $(NOTEBOOKS) $(PYTEST_ARGS) || status=$$?; \
 	echo "test: book build and pytest took $$(( $$(date +%s) - start )) s"; exit $$status
 

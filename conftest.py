@@ -23,6 +23,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 # Notebooks run headless and small; a user's GDL_SCALE=full still wins.
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("GDL_SCALE", "small")
+# Under pytest-xdist (`make test` runs one test process per core) each process and the kernels and subprocesses it
+# starts get their share of the cores, so that the processes do not fight over them (set before torch is imported).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_share))
 
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 _NOTEBOOK_FAILED: set[str] = set()
