@@ -167,6 +167,9 @@ class Visit:
     citations: list[str] = field(default_factory=list)
     reader_text: str = ""                                           # what a reader reads: no code cell inputs
     tables: list[dict] = field(default_factory=list)               # {"header": [...], "rows": n}
+    page_overflow: int = 0                                          # px the page is wider than the window
+    wide_equations: list[dict] = field(default_factory=list)       # display maths wider than the text column
+    wide_outputs: list[dict] = field(default_factory=list)         # printed lines a reader must scroll to read
 
 
 _VISITS: dict[str, Visit] = {}
@@ -206,6 +209,20 @@ COLLECT_JS = """() => {
       // every column on screen: the table needs no horizontal scrolling inside its container
       fits: t.parentElement.scrollWidth <= t.parentElement.clientWidth + 1,
     })),
+    // the page itself scrolls sideways (one wide element shifts the whole page)
+    page_overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    // a display equation wider than the column it sits in is cut off or needs scrolling
+    wide_equations: [...main.querySelectorAll('mjx-container[display="true"]')].map((m, i) => {
+      const column = (m.closest('section') || main).getBoundingClientRect().width;
+      const eq = m.querySelector('mjx-math') || m;
+      return {index: i, width: Math.round(eq.getBoundingClientRect().width), column: Math.round(column),
+              text: (m.querySelector('mjx-assistive-mml') || m).textContent.replace(/\\s+/g, ' ').slice(0, 60)};
+    }).filter(e => e.width > e.column + 1),
+    // printed output a reader must scroll sideways to read
+    wide_outputs: [...main.querySelectorAll('.cell_output pre')]
+      .filter(p => p.scrollWidth > p.clientWidth + 1)
+      .map(p => ({over: p.scrollWidth - p.clientWidth,
+                  line: p.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 90)})),
   };
 }"""
 
@@ -418,6 +435,17 @@ def test_architectures_page_shows_the_registry_as_a_table(browser, site):
     for column in ("symmetry", "kind", "behaviour", "error", "parameters"):
         assert column in table["header"], f"{page}: the architectures table has no {column!r} column: {table}"
     assert table["fits"], f"{page}: the architectures table is wider than the page; a reader must scroll: {table}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_nothing_is_wider_than_the_page(browser, site, page):
+    """A reader never scrolls sideways: the page fits the window, every display equation fits its column, and
+    printed output wraps (``_static/custom.css``) instead of running off the page."""
+    v = visit(browser, site, page)
+    assert v.page_overflow <= 1, f"{page}: the page is {v.page_overflow} px wider than the window"
+    assert not v.wide_equations, (f"{page}: display equations wider than the text column (break them into "
+                                  f"aligned lines): {v.wide_equations}")
+    assert not v.wide_outputs, f"{page}: printed lines that must be scrolled sideways: {v.wide_outputs[:3]}"
 
 
 # A figure shrunk below this fraction of its drawn size has text smaller than about 8 px: unreadable.
