@@ -10,32 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-import pytest
+from grading_fixtures import CORRECT, MASTER, needs_bwrap
 
 from gdl.grading import gradescope_bundle
 from gdl.grading._notebook import write_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
-MASTER = ROOT / "exercises" / "masters" / "ex07_deepsets_layer.ipynb"
+pytestmark = needs_bwrap
 
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap") and not os.path.exists("/usr/bin/bwrap"),
-                                reason="bubblewrap is not installed (scripts/setup.sh installs it)")
-
-CORRECT = '''
-import torch
-
-def deepsets_layer(x, lam, gam):
-    return x @ lam + x.sum(dim=1, keepdim=True) @ gam
-
-def set_summary(x, lam, gam):
-    return torch.tanh(x @ lam + x.sum(dim=1, keepdim=True) @ gam).sum(dim=1)
-'''
 
 # writes a full score where Gradescope reads it, and takes the solutions from the master if it can read it
 HOSTILE = '''

@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 from pathlib import Path
 
 import pytest
+from grading_fixtures import CORRECT, MASTER, ROOT, forking, needs_bwrap
 
 from gdl.grading import Timeouts, grade_submission, load_exercise, sandbox_description
 from gdl.grading._notebook import read_notebook, tags, write_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
-MASTER = ROOT / "exercises" / "masters" / "ex07_deepsets_layer.ipynb"
 SECRET_HIDDEN = "SECRET-HIDDEN-TEST-7f3a91"
 SECRET_OTHER = "SECRET-OTHER-STUDENT-91b2c4"
 FAST = Timeouts(cell=8, call=5, submission=90)    # generous: the test machine may be heavily shared
 
-CORRECT = '''
-import torch
 
-def deepsets_layer(x, lam, gam):
-    return x @ lam + x.sum(dim=1, keepdim=True) @ gam
-
-def set_summary(x, lam, gam):
-    return torch.tanh(x @ lam + x.sum(dim=1, keepdim=True) @ gam).sum(dim=1)
-'''
-
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap") and not os.path.exists("/usr/bin/bwrap"),
-                                reason="bubblewrap is not installed (scripts/setup.sh installs it)")
+pytestmark = needs_bwrap
 
 
 def _notebook(path: Path, *cells: str) -> Path:
@@ -397,19 +385,7 @@ def test_refuses_to_run_unsandboxed(course, tmp_path, monkeypatch):
     assert r["unsafe"] and r["score"] == 8 and "UNSAFE" in r["sandbox"]
 
 
-FORK_BOMB = '''
-import os, time
-n = 0
-try:
-    for _ in range(500):
-        if os.fork() == 0:
-            time.sleep(60)
-            os._exit(0)
-        n += 1
-except OSError:
-    pass
-raise RuntimeError(f"forks={n}")
-'''
+FORK_BOMB = forking(500, 60, 'raise RuntimeError(f"forks={n}")')
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as a normal user the process limit counts all of the user's processes")

@@ -19,28 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
+from grading_fixtures import CORRECT, MASTER, ROOT, forking, needs_bwrap
 
 from gdl.grading import ResourceLimits, Timeouts, grade_folder, grade_submission, isolation_mode, load_exercise
 from gdl.grading._isolation import SubmissionRejected, read_submission, remove_tree, seccomp_program
 from gdl.grading._notebook import write_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
-MASTER = ROOT / "exercises" / "masters" / "ex07_deepsets_layer.ipynb"
 FAST = Timeouts(cell=8, call=5, submission=90)
 ROOT_MODE = os.geteuid() == 0
 
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap") and not os.path.exists("/usr/bin/bwrap"),
-                                reason="bubblewrap is not installed (scripts/setup.sh installs it)")
+pytestmark = needs_bwrap
 
-CORRECT = '''
-import torch
-
-def deepsets_layer(x, lam, gam):
-    return x @ lam + x.sum(dim=1, keepdim=True) @ gam
-
-def set_summary(x, lam, gam):
-    return torch.tanh(x @ lam + x.sum(dim=1, keepdim=True) @ gam).sum(dim=1)
-'''
 
 BROKEN = '''
 def deepsets_layer(x, lam, gam):
@@ -142,19 +131,7 @@ raise RuntimeError(repr(out))
 
 
 # --- 2. process limit per submission ----------------------------------------------------------------------------
-HOLD_PROCESSES = '''
-import os, time
-n = 0
-try:
-    for _ in range(62):
-        if os.fork() == 0:
-            time.sleep(40)
-            os._exit(0)
-        n += 1
-except OSError:
-    pass
-time.sleep(4)          # hold them while the other student is graded
-'''
+HOLD_PROCESSES = forking(62, 40, "time.sleep(4)          # hold them while the other student is graded")
 
 
 @pytest.mark.skipif(not ROOT_MODE, reason="as a normal user all workers share the grader's uid")
