@@ -313,19 +313,9 @@ class RingHarmonics(PolarFilterRep):
             cache[value] = super()._matrix(value)
         return cache[value].clone()
 
-    def sample(self, points: torch.Tensor) -> torch.Tensor:
-        pts = torch.as_tensor(points, dtype=_F64)
-        r = pts.norm(dim=-1)
-        phi = torch.atan2(pts[:, 1], pts[:, 0])
-        cols = []
-        for j, m, kind in self.terms:
-            ring = torch.exp(-0.5 * ((r - j) / self.sigmas[j]) ** 2)
-            if m == 0:
-                cols.append(ring)
-            else:
-                ang = torch.cos(m * phi) if kind == "cos" else torch.sin(m * phi)
-                cols.append(ring * ang * (r > 1e-12))
-        return torch.stack(cols, dim=-1)
+    def _ring(self, r: torch.Tensor, j: int) -> torch.Tensor:
+        # a ring of its own width, not cut at the filter's disc (the circular harmonics of PolarFilterRep.sample)
+        return torch.exp(-0.5 * ((r - j) / self.sigmas[j]) ** 2)
 
     def __repr__(self) -> str:
         return f"RingHarmonics({self.group}, {self.k}x{self.k}, band limits {self._band})"

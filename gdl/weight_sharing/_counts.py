@@ -223,13 +223,17 @@ class PolarFilterRep(Rep):
         phi = torch.atan2(pts[:, 1], pts[:, 0])
         cols = []
         for j, m, kind in self.terms:
-            ring = torch.exp(-(r - j) ** 2 / (2 * self.sigma ** 2)) * (r <= self.radius + 0.5)
+            ring = self._ring(r, j)
             if m == 0:
                 cols.append(ring)
             else:
                 ang = torch.cos(m * phi) if kind == "cos" else torch.sin(m * phi)
                 cols.append(ring * ang * (r > 1e-12))
         return torch.stack(cols, dim=-1)
+
+    def _ring(self, r: torch.Tensor, j: int) -> torch.Tensor:
+        """The radial profile of ring ``j``: :math:`\\exp(-(r - j)^2 / 2\\sigma^2)` inside the filter's disc."""
+        return torch.exp(-(r - j) ** 2 / (2 * self.sigma ** 2)) * (r <= self.radius + 0.5)
 
     def grid(self) -> torch.Tensor:
         """The pixel centres ``(k*k, 2)`` of the filter, row-major, as (x, y) with y pointing up, so that
