@@ -23,16 +23,27 @@ def add_common_arguments(parser: argparse.ArgumentParser, repeats: int, warmup: 
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="wall: elapsed time; cpu: this process's CPU time (user + sys), robust to other jobs "
+                             "on a shared machine when every variant runs on one thread (CPU device only)")
+
+
+_CLOCK = time.perf_counter
 
 
 def set_up(args: argparse.Namespace, *extra: str) -> torch.device:
     """Apply ``--threads``, print the device line (with ``extra`` versions) and return the device."""
+    global _CLOCK
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if getattr(args, "clock", "wall") == "cpu":
+        if device.type != "cpu":
+            raise SystemExit("--clock cpu measures the host only: use --clock wall with --device cuda")
+        _CLOCK = time.process_time
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     print(", ".join([f"device: {device.type} ({name})", f"torch {torch.__version__}", *extra,
-                     f"threads {torch.get_num_threads()}"]))
+                     f"threads {torch.get_num_threads()}", f"clock {getattr(args, 'clock', 'wall')}"]))
     return device
 
 
@@ -45,10 +56,10 @@ def sync(device: torch.device) -> None:
 def timed(step: Callable[[], object], device: torch.device) -> float:
     """Seconds one call of ``step`` takes (synchronised before and after)."""
     sync(device)
-    start = time.perf_counter()
+    start = _CLOCK()
     step()
     sync(device)
-    return time.perf_counter() - start
+    return _CLOCK() - start
 
 
 def ethanol_batch(n: int, device: torch.device, seed: int = 0):

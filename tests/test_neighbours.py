@@ -60,11 +60,55 @@ def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch):
     for name in ("_dense_pairs", "_cell_pairs", "_kdtree_pairs"):
         real = getattr(neighbours, name)
         monkeypatch.setattr(neighbours, name, lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
-    small = torch.randn(neighbours.AUTO_KDTREE_ABOVE, 3)
+    small = torch.randn(neighbours.AUTO_CELLS_ABOVE, 3)
     radius_graph(small, 1.0)
-    radius_graph(torch.randn(neighbours.AUTO_KDTREE_ABOVE + 1, 3), 1.0)
-    many = torch.arange(10).repeat_interleave(neighbours.AUTO_KDTREE_ABOVE)   # large batch of small systems
+    radius_graph(torch.randn(neighbours.AUTO_CELLS_ABOVE + 1, 3), 1.0)
+    many = torch.arange(10).repeat_interleave(neighbours.AUTO_CELLS_ABOVE)   # large batch of small systems
     radius_graph(torch.randn(len(many), 3), 1.0, many)
-    assert calls == ["_dense_pairs", "_kdtree_pairs", "_dense_pairs"]
+    assert calls == ["_dense_pairs", "_cell_pairs", "_dense_pairs"]          # auto never uses SciPy
     with pytest.raises(ValueError, match="method must be one of"):
         radius_graph(small, 1.0, method="kd-tree")
+
+
+def _reference(pos, cutoff, batch):
+    """Every pair by brute force, in float64 bookkeeping but with the library's test in pos's dtype."""
+    n = len(pos)
+    d = pos[None, :, :] - pos[:, None, :]                          # d[i, j] = x_j - x_i
+    d = d * d
+    d2 = (d[..., 0] + d[..., 1]) + d[..., 2]
+    mask = (d2 < cutoff * cutoff) & (batch[:, None] == batch[None]) & ~torch.eye(n, dtype=torch.bool)
+    i, j = mask.nonzero(as_tuple=True)                             # row-major: target, then source
+    return torch.stack([j, i])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_every_method_equals_brute_force_on_batches_of_different_extents(dtype):
+    g = torch.Generator().manual_seed(7)
+    sizes = [50, 1, 0, 200, 3, 120]                                 # an empty system in the middle
+    parts = [torch.rand(s, 3, generator=g, dtype=torch.float64) * (1 + 20 * (s > 100)) + 1000 * i
+             for i, s in enumerate(sizes)]                          # far from the origin, dense and sparse
+    pos = torch.cat(parts).to(dtype)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    ref = _reference(pos, 2.0, batch)
+    assert ref.shape[1] > 1000
+    for method in ("dense", "cells", "kdtree", "auto"):
+        if method == "kdtree" and dtype == torch.float16:
+            continue
+        assert torch.equal(radius_graph(pos, 2.0, batch, method=method), ref), method
+    assert torch.equal(radius_graph(pos, 2.0, batch, method="dense", chunk=100), ref)
+
+
+def test_cells_coarsen_a_huge_sparse_grid_and_stay_exact():
+    g = torch.Generator().manual_seed(8)
+    pos = torch.cat([torch.rand(300, 3, generator=g, dtype=torch.float64) * 6,
+                     torch.rand(300, 3, generator=g, dtype=torch.float64) * 6 + 1e4])   # two far clusters
+    ref = _reference(pos, 1.5, torch.zeros(600, dtype=torch.long))
+    assert torch.equal(radius_graph(pos, 1.5, method="cells"), ref)
+    assert torch.equal(radius_graph(pos, 1.5, method="dense"), ref)
+
+
+def test_cells_on_a_lattice_with_pairs_at_and_next_to_the_cutoff():
+    grid = torch.stack(torch.meshgrid(*[torch.arange(12.0)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    for cutoff in (1.0, 2.0, 2.0 ** 0.5, 3.0 ** 0.5, 2.0000001, 1.9999999):
+        ref = _reference(grid, cutoff, torch.zeros(len(grid), dtype=torch.long))
+        assert torch.equal(radius_graph(grid, cutoff, method="cells"), ref), cutoff

@@ -9,19 +9,25 @@ message), row 1 the target ``i`` (the atom that receives it). Edges never cross 
 ever dropped: ``max_neighbours`` only *checks* the largest neighbourhood (raising, or warning, when it is
 exceeded), unlike PyG's ``radius_graph(max_num_neighbors=32)``, which silently keeps an arbitrary subset.
 
-Three methods give the same edges (as a set; all return them sorted by target, then source):
+Three methods give the same edges in the same order (sorted by target, then source): every one decides with
+the same squared-distance test (:func:`_sq_dist`: the three squared differences summed left to right, compared
+with :math:`r_c^2` in the positions' dtype), so they agree to the last bit at the cutoff.
 
-- ``"dense"``: all pairs within each system (a batched ``cdist`` on padded blocks), :math:`O(B\\, n_{\\max}^2)`
-  time, at most ``chunk`` distances in memory at once; fastest for small molecules, and on a GPU;
-- ``"cells"``: a cell list (atoms binned into cubes of side :math:`r_c`, pairs taken only from the 27 adjacent
-  cubes), :math:`O(N)` time for a bounded density; pure PyTorch, so it runs on any device;
+- ``"dense"``: all pairs within each system (padded per-system blocks), :math:`O(B\\, n_{\\max}^2)` time, at most
+  ``chunk`` pairs in memory at once; candidates from one matrix product per block (the Gram-matrix form of the
+  distance, with a margin that bounds its rounding error), read off in target-then-source order by ``nonzero``,
+  so no sort; fastest for small systems and on a GPU;
+- ``"cells"``: a cell list, :math:`O(N)` candidates for a bounded density plus one :math:`O(E \\log E)` integer
+  sort: columns of side :math:`r_c / 2`, each atom looking at the upper half of its neighbourhood only and, in
+  every column, at the run of atoms within the x-window its distance to that column allows (see
+  :func:`_cell_pairs`); pure PyTorch, so it runs on any device;
 - ``"kdtree"``: SciPy's ``cKDTree`` finds candidate pairs within a slightly larger radius (systems of a batch
-  moved apart along x so that they cannot meet), then the same squared-distance test as the other two methods
-  decides, so the edge set is identical; host tensors only, :math:`O(N \\log N)`.
+  moved apart along x so that they cannot meet), then the same test decides; host tensors only. It is kept as
+  an independent check: ``"auto"`` never picks it.
 
-``"auto"`` picks by the largest system of the batch: on the host ``"kdtree"`` above :data:`AUTO_KDTREE_ABOVE`
-atoms, on other devices ``"cells"`` above :data:`AUTO_CELLS_ABOVE` atoms, ``"dense"`` below (thresholds
-measured with ``benchmarks/bench_atomistic.py``).
+``"auto"`` picks by the largest system of the batch: ``"cells"`` above :data:`AUTO_CELLS_ABOVE` atoms on the host
+(:data:`AUTO_CELLS_ABOVE_GPU` on other devices), ``"dense"`` below (thresholds measured with
+``benchmarks/bench_atomistic.py``).
 
 *Triplets* (for DimeNet++) are pairs of edges ``k -> j`` and ``j -> i`` with ``k != i``: the angle at ``j``
 between :math:`x_k - x_j` and :math:`x_i - x_j` is what a distance-only model cannot see.
@@ -37,6 +43,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -46,13 +53,13 @@ __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Trip
            "triplet_cosines", "METHODS"]
 
 METHODS = ("auto", "dense", "cells", "kdtree")
+#: On the host, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
+AUTO_CELLS_ABOVE = 800
 #: On a GPU, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
-AUTO_CELLS_ABOVE = 1000
-#: On the host, ``"auto"`` switches from the dense method to the k-d tree above this many atoms in one system.
-AUTO_KDTREE_ABOVE = 150
+AUTO_CELLS_ABOVE_GPU = 1000
 
 
-def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) -> torch.Tensor:
+def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) -> torch.Tensor | None:
     if not torch.is_tensor(pos) or pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
         raise ValueError(f"pos must be a float tensor of shape (N, 3), got "
                          f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
@@ -62,7 +69,7 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
     if not float(cutoff) > 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
     if batch is None:
-        return torch.zeros(len(pos), dtype=torch.long, device=pos.device)
+        return None
     if not torch.is_tensor(batch) or batch.ndim != 1 or batch.is_floating_point() or len(batch) != len(pos):
         raise ValueError(f"batch must be an integer tensor of shape (N,) = ({len(pos)},), got "
                          f"{tuple(batch.shape) if torch.is_tensor(batch) else type(batch).__name__}")
@@ -71,71 +78,202 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
     return batch
 
 
-def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor, chunk: int) -> torch.Tensor:
-    """All same-system pairs from padded (B, n_max, 3) blocks, ``chunk`` distances at a time: (2, E) sorted by
-    target then source."""
-    dev = pos.device
-    counts = torch.bincount(batch)
-    ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    B, n_max = len(counts), int(counts.max())
-    local = torch.arange(len(pos), device=dev) - ptr[batch]
-    padded = pos.new_zeros(B, n_max, 3)
-    padded[batch, local] = pos
-    valid = torch.zeros(B, n_max, dtype=torch.bool, device=dev)
-    valid[batch, local] = True
+def _sq_dist(xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(T,)`` :math:`\\lVert x_b - x_a \\rVert^2` of the pairs ``(a, b)``, the three squares summed left to right.
+
+    Every method applies this one test (``< r_c^2`` in the positions' dtype), so they agree to the last bit at the
+    cutoff. ``xs`` holds the positions as 4-float rows viewed as ``complex128`` (float32: one gather per endpoint)
+    or is the ``(N, 3)`` positions themselves (other dtypes: one gather per coordinate)."""
+    if xs.dtype == torch.complex128:
+        d = xs.index_select(0, b).view(torch.float32).view(-1, 4)
+        d.sub_(xs.index_select(0, a).view(torch.float32).view(-1, 4))
+        d.mul_(d)
+        return (d[:, 0] + d[:, 1]).add_(d[:, 2])
+    d2 = None
+    for c in range(3):
+        x = xs[:, c].contiguous()
+        d = x.index_select(0, b).sub_(x.index_select(0, a))
+        d2 = d.mul_(d) if d2 is None else d2.add_(d.mul_(d))
+    return d2
+
+
+def _gatherable(p: torch.Tensor) -> torch.Tensor:
+    """``p`` in the layout :func:`_sq_dist` gathers fastest."""
+    if p.dtype == torch.float32:
+        return torch.nn.functional.pad(p, (0, 1)).view(torch.complex128).flatten()
+    return p
+
+
+def _filter_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+#: The dense method computes every distance of one system exactly, with no Gram-matrix filter, up to this many
+#: coordinate differences (3 N^2).
+_DIRECT_MAX = 3 * 800**2
+
+
+def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor, num_graphs: int, chunk: int
+                 ) -> torch.Tensor:
+    """All same-system pairs, ``chunk`` at a time: (2, E) sorted by target then source.
+
+    Candidates come from the Gram matrix, :math:`d^2_{ij} \\approx s_i + s_j - 2\\, c_i \\cdot c_j` with
+    :math:`c = x - \\min_\\text{system} x` and :math:`s_i = \\lVert c_i \\rVert^2` (one matrix product per block),
+    kept below :math:`r_c^2` plus a margin that bounds its rounding error; :func:`_sq_dist` then decides. The
+    candidates come out of ``nonzero`` row by row, so no sort is needed."""
+    p = pos.detach()
+    dev = p.device
+    fdt = _filter_dtype(p.dtype)
+    rc2 = cutoff * cutoff
+    if num_graphs == 1 and 3 * len(p) ** 2 <= _DIRECT_MAX:        # small: every distance, exactly, at once
+        xs = p.T.contiguous()
+        d = xs[:, None, :] - xs[:, :, None]                         # (3, n, n): d[:, i, j] = x_j - x_i
+        d.mul_(d)
+        close = d[0].add_(d[1]).add_(d[2]) < rc2
+        close.fill_diagonal_(False)
+        return close.nonzero().T.flip(0)                            # row-major: by target, then source
+    if num_graphs == 1:
+        c = p.to(fdt)
+        c = (c - c.amin(0))[None]                                   # (1, n, 3)
+        ptr = None
+        valid = None
+    else:
+        counts = torch.bincount(batch, minlength=num_graphs)
+        ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        n_max = int(counts.max())
+        lo = torch.full((num_graphs, 3), float("inf"), dtype=fdt, device=dev)
+        lo = lo.scatter_reduce(0, batch[:, None].expand(-1, 3), p.to(fdt), "amin")
+        local = torch.arange(len(p), device=dev) - ptr[batch]
+        c = p.new_zeros(num_graphs, n_max, 3, dtype=fdt)
+        c[batch, local] = p.to(fdt) - lo[batch]
+        valid = torch.zeros(num_graphs, n_max, dtype=torch.bool, device=dev)
+        valid[batch, local] = True
+    B, n_max = c.shape[:2]
+    sq = (c * c).sum(-1)                                            # (B, n_max)
+    # |computed - exact| <= ~10 u_f (s_i + s_j) for the filter, ~8 u_p r_c^2 for the test: 64 u covers both
+    u_f, u_p = torch.finfo(fdt).eps, torch.finfo(p.dtype).eps
+    thr = rc2 * (1 + 64 * u_p) + 64 * u_f * (2 * sq.max() + rc2)
+    xs = _gatherable(p)
     graphs_per_chunk = max(1, chunk // (n_max * n_max))
-    rows_per_chunk = n_max if graphs_per_chunk > 1 else max(1, min(n_max, chunk // n_max))
-    cols = torch.arange(n_max, device=dev)
+    rows = n_max if graphs_per_chunk > 1 else max(1, min(n_max, chunk // n_max))
     out = []
     for g0 in range(0, B, graphs_per_chunk):
         g1 = min(B, g0 + graphs_per_chunk)
-        for r0 in range(0, n_max, rows_per_chunk):
-            r1 = min(n_max, r0 + rows_per_chunk)
-            # squared differences summed exactly as the cell list does, so both methods agree at the cutoff
-            d2 = (padded[g0:g1, None, :] - padded[g0:g1, r0:r1, None]).pow(2).sum(-1)    # (G, R, n_max)
-            keep = (d2 < cutoff * cutoff) & valid[g0:g1, r0:r1, None] & valid[g0:g1, None, :]
-            keep &= (torch.arange(r0, r1, device=dev)[:, None] != cols[None, :])
-            g, r, c = keep.nonzero(as_tuple=True)                     # row-major: sorted by target, then source
-            base = ptr[g0 + g]
-            out.append(torch.stack([base + c, base + r0 + r]))
-    return torch.cat(out, 1) if out else torch.zeros(2, 0, dtype=torch.long, device=dev)
+        for r0 in range(0, n_max, rows):
+            r1 = min(n_max, r0 + rows)
+            d2 = torch.baddbmm(sq[g0:g1, r0:r1, None], c[g0:g1, r0:r1], c[g0:g1].transpose(1, 2), alpha=-2)
+            cand = d2.add_(sq[g0:g1, None, :]) < thr                  # (G, R, n_max)
+            cand.diagonal(r0, 1, 2).fill_(False)
+            if valid is not None:
+                cand &= valid[g0:g1, r0:r1, None] & valid[g0:g1, None, :]
+            g, r, s = cand.nonzero(as_tuple=True)                    # row-major: by target, then source
+            if ptr is None:
+                tgt, src = r + r0, s
+            else:
+                base = ptr[g + g0]
+                tgt, src = base + r + r0, base + s
+            keep = (_sq_dist(xs, tgt, src) < rc2).nonzero().flatten()
+            out.append(torch.stack([src.index_select(0, keep), tgt.index_select(0, keep)]))
+    return out[0] if len(out) == 1 else torch.cat(out, 1)
 
 
-_OFFSETS = torch.tensor([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
+_STENCILS: dict = {}
 
 
-def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
-    """Cell list: bin atoms into cubes of side ``cutoff``; candidates come from the 27 adjacent cubes."""
-    dev = pos.device
-    with torch.no_grad():
-        p = pos.detach()
-        num_graphs = int(batch.max()) + 1
-        lo = torch.full((num_graphs, 3), float("inf"), dtype=p.dtype, device=dev)
-        lo = lo.scatter_reduce(0, batch[:, None].expand(-1, 3), p, "amin")
-        cell = torch.floor((p - lo[batch]) / cutoff).long() + 1     # (N, 3), >= 1 so neighbours stay >= 0
-        dims = int(cell.max()) + 2
-        def key(b, c):                                            # one integer per (system, cube)
-            return ((b * dims + c[:, 0]) * dims + c[:, 1]) * dims + c[:, 2]
-        k = key(batch, cell)
-        order = torch.argsort(k)
-        k_sorted = k[order]
-        uniq, counts = torch.unique_consecutive(k_sorted, return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        # candidate cubes of every atom: (N, 27)
-        nb = cell[:, None, :] + _OFFSETS.to(dev)[None]
-        nk = key(batch[:, None].expand(-1, 27).reshape(-1), nb.reshape(-1, 3))
-        slot = torch.searchsorted(uniq, nk).clamp(max=len(uniq) - 1)
-        found = uniq[slot] == nk
-        cnt = torch.where(found, counts[slot], torch.zeros_like(slot))
-        st = starts[slot]
-        ii = torch.repeat_interleave(torch.arange(len(p), device=dev).repeat_interleave(27), cnt)
-        first = torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
-        jj = order[torch.repeat_interleave(st, cnt) + torch.arange(len(ii), device=dev) - first]
-        d2 = (p[jj] - p[ii]).pow(2).sum(-1)
-        keep = (d2 < cutoff * cutoff) & (ii != jj)
-        ii, jj = ii[keep], jj[keep]
-        perm = torch.argsort(ii * len(p) + jj)
-    return torch.stack([jj[perm], ii[perm]])
+def _half_stencil(k: int, device: torch.device) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]:
+    """The own column ``(0, 0)`` first, then the column offsets ``(dy, dz)`` with ``|dy|, |dz| <= k`` in the upper
+    half plane (``dz > 0``, or ``dz == 0`` and ``dy > 0``): as a list, and as float64 ``(M, 2)`` tensors ``d`` and
+    ``d + 1`` (the near and far edges of each column, in columns, from the atom's own column)."""
+    key = (k, str(device))
+    if key not in _STENCILS:
+        offs = [(0, 0)] + [(dy, dz) for dz in range(0, k + 1) for dy in range(-k, k + 1) if dz > 0 or dy > 0]
+        t = torch.tensor(offs, dtype=torch.float64, device=device)
+        _STENCILS[key] = (offs, t, t + 1)
+    return _STENCILS[key]
+
+
+def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int) -> torch.Tensor:
+    """The ranges ``[starts[r], starts[r] + lens[r])`` concatenated, by one cumulative sum of increments."""
+    jump = starts.clone()
+    jump[1:] -= starts[:-1] + lens[:-1]
+    inc = torch.ones(total + 1, dtype=starts.dtype, device=starts.device)
+    inc.index_add_(0, torch.cumsum(lens, 0).sub_(lens), jump)
+    inc[0] -= 1
+    return torch.cumsum(inc[:total], 0)
+
+
+#: The cell list's column side across y and z is :math:`r_c / 2`; along x its cells are half as long.
+CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN = 2, 2
+
+
+def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Cell list: (2, E) sorted by target then source.
+
+    The atoms of each system are binned into columns of side :math:`h \\approx r_c / 2` across y and z, and into
+    cells of side :math:`h / 2` along each column, and sorted by cell. Each atom looks only at the columns of the
+    upper half of its neighbourhood (the mirrored pairs come from the other atom) and at the rest of its own
+    column, and in each column only at the x-cells within :math:`\\sqrt{r_c^2 - g_y^2 - g_z^2}` of itself, where
+    :math:`g` is its own distance to that column: every such set is one contiguous run of the sorted atoms, so
+    the candidates are generated without a search. :func:`_sq_dist` decides, and one integer sort of
+    ``target * N + source`` over both directions gives the order."""
+    p = pos.detach()
+    dev = p.device
+    n = len(p)
+    reach = cutoff * (1 + 64 * torch.finfo(p.dtype).eps)        # beyond any pair the exact test can accept
+    q = p.double()
+    if num_graphs == 1:
+        rel = q - q.amin(0)
+    else:
+        lo = torch.full((num_graphs, 3), float("inf"), dtype=q.dtype, device=dev)
+        rel = q - lo.scatter_reduce(0, batch[:, None].expand(-1, 3), q, "amin")[batch]
+    ext = rel.amax(0).tolist()
+    hy, kx = reach / CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN
+    limit = 16 * n + 4096                                         # cells; coarser ones if the grid is larger
+    while True:
+        k = math.ceil(reach / hy)
+        k += k * hy < reach                                       # k columns cover the reach
+        px = math.ceil(reach * kx / hy) + 1                       # empty x-cells at both ends: no clamping
+        nx, ny, nz = int(ext[0] * kx / hy) + 1 + 2 * px, int(ext[1] / hy) + 1 + 2 * k, int(ext[2] / hy) + 1 + 2 * k
+        if num_graphs * nx * ny * nz <= limit:
+            break
+        hy *= 1.01 * (num_graphs * nx * ny * nz / limit) ** (1 / 3)
+    slack = 1e-9 * (max(nx, ny, nz) + 1.0)                        # in cells: covers the rounding of u
+    u = rel * rel.new_tensor([kx / hy, 1 / hy, 1 / hy])            # position in cells (x) and columns (y, z)
+    cell = (u.floor().long() * torch.tensor([1, nx, nx * ny], device=dev)).sum(1).add_(px + k * nx * (ny + 1))
+    if num_graphs > 1:
+        cell += batch * (nx * ny * nz)
+    cell, order = torch.sort(cell)
+    cstart = torch.zeros(num_graphs * nx * ny * nz + 1, dtype=torch.long, device=dev)
+    torch.cumsum(torch.bincount(cell, minlength=len(cstart) - 1), 0, out=cstart[1:])
+    u = u[order]
+    c = u.floor()
+    f = u.sub(c)[:, None, 1:]                                      # (N, 1, 2) place inside the column, [0, 1)
+    offs, near, far = _half_stencil(k, dev)
+    # gap from the atom to each column of the stencil, in columns (0 for its own row), then the x half-window
+    g = torch.maximum(near - f, f - far).sub_(slack).clamp_(min=0)  # (N, M, 2)
+    g.mul_(g)
+    w2 = torch.sub((reach / hy + slack) ** 2, g[..., 0] + g[..., 1])
+    w = torch.where(w2 > 0, w2.sqrt().mul_(kx).add_(slack), -1.0)  # -1: the column is out of reach
+    col0 = (cell - c[:, 0].long())[:, None] + torch.tensor([(dz * ny + dy) * nx for dy, dz in offs], device=dev)
+    ux = u[:, :1]
+    s0 = cstart[col0 + (ux - w).floor_().long()]
+    s1 = cstart[col0.add_(w.add_(ux).floor_().long()).add_(1)]
+    ar = torch.arange(n, device=dev)
+    s0[:, 0] = ar + 1                                              # own column: only the atoms after this one
+    lens = s1.sub_(s0).clamp_(min=0)
+    per_atom = lens.sum(1)
+    total = int(per_atom.sum())
+    a = torch.repeat_interleave(ar, per_atom, output_size=total)
+    b = _runs(s0.flatten(), lens.flatten(), total)
+    keep = (_sq_dist(_gatherable(p[order]), a, b) < cutoff * cutoff).nonzero().flatten()
+    a = order.index_select(0, a.index_select(0, keep))
+    b = order.index_select(0, b.index_select(0, keep))
+    deg = torch.bincount(a, minlength=n).add_(torch.bincount(b, minlength=n))
+    if n * n < 2**31:
+        a, b = a.int(), b.int()
+    key = torch.sort(torch.cat([a * n + b, b * n + a])).values
+    tgt = torch.repeat_interleave(ar, deg, output_size=len(key))
+    return torch.stack([key - tgt * n, tgt])
 
 
 def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
@@ -157,6 +295,8 @@ def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torc
         lo, hi = np.full(B, np.inf), np.full(B, -np.inf)
         np.minimum.at(lo, b, x[:, 0])
         np.maximum.at(hi, b, x[:, 0])
+        empty = ~np.isfinite(lo)                             # a system with no atoms takes no room
+        lo[empty], hi[empty] = 0.0, -2 * cutoff
         width = hi - lo + 2 * cutoff
         x[:, 0] += (np.cumsum(width) - width - lo)[b]
     margin = 1 + max(1e-4, 16 * torch.finfo(p.dtype).eps)   # covers the rounding of the test in p's dtype
@@ -169,7 +309,7 @@ def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torc
         keep = d2 < q.dtype.type(cutoff * cutoff)
     else:
         ti, tj = torch.from_numpy(i.astype(np.int64)), torch.from_numpy(j.astype(np.int64))
-        keep = ((p.index_select(0, tj) - p.index_select(0, ti)).pow(2).sum(-1) < cutoff * cutoff).numpy()
+        keep = (_sq_dist(p, ti, tj) < cutoff * cutoff).numpy()
     i, j = i[keep], j[keep]
     dtype = np.int32 if n * n < 2**31 else np.int64
     i, j = i.astype(dtype), j.astype(dtype)
@@ -212,18 +352,20 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
     if method == "kdtree" and pos.device.type != "cpu":
         raise ValueError(f"method='kdtree' needs host tensors, got pos on {pos.device}: use 'cells' or 'dense'")
+    if batch is None:
+        batch, num_graphs, largest = torch.zeros(len(pos), dtype=torch.long, device=pos.device), 1, len(pos)
+    else:
+        num_graphs = int(batch[-1]) + 1
+        largest = int(torch.bincount(batch).max()) if method == "auto" else 0
     if method == "auto":
-        largest = int(torch.bincount(batch).max())
-        if pos.device.type == "cpu":
-            method = "kdtree" if largest > AUTO_KDTREE_ABOVE else "dense"
-        else:
-            method = "cells" if largest > AUTO_CELLS_ABOVE else "dense"
+        method = "cells" if largest > (AUTO_CELLS_ABOVE if pos.device.type == "cpu" else AUTO_CELLS_ABOVE_GPU) \
+            else "dense"
     cutoff = float(cutoff)
     with torch.no_grad():
         if method == "dense":
-            edge_index = _dense_pairs(pos.detach(), cutoff, batch, chunk)
+            edge_index = _dense_pairs(pos, cutoff, batch, num_graphs, chunk)
         elif method == "cells":
-            edge_index = _cell_pairs(pos, cutoff, batch)
+            edge_index = _cell_pairs(pos, cutoff, batch, num_graphs)
         else:
             edge_index = _kdtree_pairs(pos, cutoff, batch)
     if max_neighbours is not None:
