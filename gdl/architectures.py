@@ -256,6 +256,52 @@ def _egnn():
     return EGNN(in_features=1, hidden=16, num_layers=3, edge_features=1, velocity=True, node_features=("q",))
 
 
+def _subgraph_gnn():
+    from gdl.nn.spectral import NodeDeletedGNN
+
+    return NodeDeletedGNN(4, 16, 3, num_layers=2)
+
+
+def _canonical_sample(g):
+    """Three random ethanol-sized molecules (C2 O H6, atoms in a fixed order), for the fixed-size MLP row."""
+    from gdl.data import collate
+
+    z = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
+    return collate([{"pos": torch.randn(len(z), 3, generator=g) * 1.2, "z": z} for _ in range(3)])
+
+
+def _canonical_mlp():
+    from gdl.nn.atomistic import EnergyForces
+    from gdl.nn.canonical import CanonicalMLP
+
+    return EnergyForces(CanonicalMLP(9, hidden=16))
+
+
+def _gauge_cnn():
+    from gdl.gauge import GaugeInvariantCNN
+
+    return GaugeInvariantCNN(hidden=4)
+
+
+def _lattice_sample(g):
+    from gdl.gauge import random_configuration
+
+    return random_configuration(2, 6, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=g)),
+                                dtype=torch.get_default_dtype())
+
+
+def _lattice_gauge():
+    from gdl.gauge import U1GaugeGroup
+
+    return U1GaugeGroup(6)
+
+
+def _gauge_action(G):
+    from gdl.gauge import GaugeAction
+
+    return GaugeAction(G)
+
+
 ARCHITECTURES: list[Architecture] = [
     Architecture(
         "CNN", "Translation", TranslationGroup2D((8, 8)), "equivariant", "Images",
@@ -317,6 +363,22 @@ ARCHITECTURES: list[Architecture] = [
         "Invariant to set element ordering", builder=_deepsets, sample_input=_graphs(), in_action=FieldsAction,
         out_action=lambda G: FieldsAction(G, out="graph scalar"), module="gdl.nn.deepsets",
         reference="Zaheer et al. 2017"),
+    Architecture(
+        "Subgraph GNN (node-deleted)", "Permutation", _permutations, "invariant", "Graphs",
+        "Invariant to node relabelling; a GIN on every node-deleted subgraph separates graphs 1-WL confuses",
+        builder=_subgraph_gnn, sample_input=_graphs(), in_action=FieldsAction, module="gdl.nn.spectral",
+        reference="Bevilacqua et al. 2022"),
+    Architecture(
+        "Canonical-frame MLP", "Rotation + translation (SE(3)), by canonicalisation", SE3(), "invariant",
+        "Molecules of fixed size and atom order",
+        "Energy invariant through the principal-axes frame, forces rotate; not mirror or relabelling invariant",
+        builder=_canonical_mlp, sample_input=_canonical_sample, in_action=_positions_action,
+        out_action=_energy_forces_action, module="gdl.nn.canonical", reference="Kaba et al. 2023"),
+    Architecture(
+        "Gauge-invariant CNN", "Local U(1) phase at every lattice site (gauge)", _lattice_gauge(), "invariant",
+        "Lattice gauge fields", "Output unchanged by any local phase change of links and matter field",
+        builder=_gauge_cnn, sample_input=_lattice_sample, in_action=_gauge_action, module="gdl.gauge",
+        reference="Cohen et al. 2019; Favoni et al. 2022"),
 ]
 
 
