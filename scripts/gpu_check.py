@@ -69,6 +69,7 @@ def registry_rows(device) -> list[dict]:
     import torch
 
     from gdl import architectures
+    from gdl._tree import tree_map
     from gdl.testing import default_tolerance, equivariance_error
 
     rows = []
@@ -78,7 +79,7 @@ def registry_rows(device) -> list[dict]:
                    "tolerance": None, "ok": False, "message": ""}
             try:
                 model, x, kwargs = architectures.build(arch)
-                model, x = model.to(device), x.to(device)
+                model, x = model.to(device), tree_map(lambda t: t.to(device), x)   # tensors, batches, dicts
                 tol = kwargs.pop("atol")                    # the row's own, never below the dtype's (as the tests)
                 atol = max(tol, default_tolerance(dtype)) if tol is not None else None
                 report = equivariance_error(model, x, dtype=dtype, atol=atol, **kwargs)
