@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="image side")
     parser.add_argument("--kernel", type=int, default=3)
     parser.add_argument("--steerable-channels", type=int, default=64, help="C8 steerable row: channels (8 per field)")
+    parser.add_argument("--skip-steerable", action="store_true", help="leave out the steerable (C8) row")
     args = parser.parse_args()
     device = set_up(args)
     torch.manual_seed(0)
@@ -114,7 +115,8 @@ def main() -> None:
     if esc is not None:
         print(f"gdl p4 group convolution / escnn R2Conv: {base / med['escnn R2Conv (C4 regular)']:.2f} "
               "(goal: < 1)")
-    _steerable_rows(args, device)
+    if not args.skip_steerable:
+        _steerable_rows(args, device)
 
 
 def _steerable_rows(args, device) -> None:

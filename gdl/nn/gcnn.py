@@ -109,10 +109,11 @@ def _check_kernel(kernel_size: int, padding_mode: str) -> None:
 class _GroupConvBase(nn.Module):
     """Shared machinery: expanded weight, one ``conv2d``, input checks, ``export()``.
 
-    The expanded filter is one gather from the flattened weight, ``weight.reshape(-1)[flat]`` with a fixed index
-    ``flat`` (``index_select``, whose backward is a fast ``index_add``). When no gradient is needed (evaluation
-    under ``torch.no_grad``, or frozen weights) it is built once and reused until a parameter changes (its
-    ``_version`` counter, storage, device or dtype)."""
+    The expanded filter is one gather from the flattened weight, ``torch.take(weight, flat)`` with a fixed index
+    ``flat`` already shaped like the expanded filter (one operation forward, one accumulating ``put_`` backward,
+    no reshapes in between: on a small layer the fixed cost per operation is what shows). When no gradient is
+    needed (evaluation under ``torch.no_grad``, or frozen weights) it is built once and reused until a parameter
+    changes (its ``_version`` counter, storage, device or dtype)."""
 
     in_fiber_is_regular: bool = False
 
@@ -143,9 +144,9 @@ class _GroupConvBase(nn.Module):
         raise NotImplementedError
 
     def _register_flat_index(self) -> None:
-        flat = self._flat_index().reshape(-1)
-        dtype = torch.int32 if self.weight.numel() < 2**31 else torch.long
-        self.register_buffer("_flat", flat.to(dtype), persistent=False)
+        k = self.kernel_size
+        flat = self._flat_index().reshape(self.expanded_out_channels, self.expanded_in_channels, k, k)
+        self.register_buffer("_flat", flat.long(), persistent=False)
 
     @property
     def expanded_in_channels(self) -> int:
@@ -164,9 +165,7 @@ class _GroupConvBase(nn.Module):
 
     def expanded_weight(self) -> torch.Tensor:
         """The ``(C_out*G, C_in', k, k)`` weight of the equivalent plain convolution (one gather)."""
-        k = self.kernel_size
-        return self.weight.reshape(-1).index_select(0, self._flat).view(
-            self.expanded_out_channels, self.expanded_in_channels, k, k)
+        return torch.take(self.weight, self._flat)
 
     def _filter(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Expanded weight and bias: built every call when autograd needs them, else cached until a parameter
@@ -187,7 +186,7 @@ class _GroupConvBase(nn.Module):
         """One bias per output *field*, repeated over its ``G`` channels (a per-channel bias would break
         equivariance, since the group action permutes the channels of a field)."""
         # a gather with a fixed index: repeat_interleave would rebuild its index (and a slower backward) per call
-        return None if self.bias is None else self.bias.index_select(0, self._bias_index)
+        return None if self.bias is None else torch.take(self.bias, self._bias_index)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
