@@ -22,6 +22,7 @@ This is a measurement, not a test.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 
 import torch
@@ -102,10 +103,11 @@ def bench_neighbours(args, device) -> None:
     (the case that sets ``auto``'s threshold on the host)."""
     methods = ["auto", "dense", "cells"] + (["kdtree"] if device.type == "cpu" else [])
     print(f"\nradius graph, cutoff {args.cutoff} Angstrom, one system at 0.1 atoms / A^3; median of "
-          f"{args.nl_repeats}, round-robin; dense only up to {args.dense_max} atoms\n")
+          f"{args.nl_repeats}, round-robin in a shuffled order; dense only up to {args.dense_max} atoms\n")
     print("| atoms | edges | cKDTree (ms) | " + " | ".join(f"{m} (ms)" for m in methods) + " | auto / cKDTree |")
     print("|---:|---:|---:|" + "---:|" * len(methods) + "---:|")
     sizes = [int(s) for s in args.atoms.split(",")]
+    shuffle = random.Random(0)
     verdicts = []
     for n in sizes:
         side = (n / 0.1) ** (1 / 3)
@@ -115,9 +117,11 @@ def bench_neighbours(args, device) -> None:
             if m != "dense" or n <= args.dense_max:
                 steps[m] = lambda m=m, p=pos: radius_graph(p, args.cutoff, method=m)
         times = {k: [] for k in steps}
+        names = list(steps)
         for _ in range(args.nl_repeats):
-            for k, step in steps.items():
-                times[k].append(timed(step, device))
+            shuffle.shuffle(names)          # a new order every round: no method always follows the same one
+            for k in names:
+                times[k].append(timed(steps[k], device))
         med = {k: statistics.median(v) for k, v in times.items()}
         ei = radius_graph(pos, args.cutoff)
         ratio = med["auto"] / med["cKDTree"]
