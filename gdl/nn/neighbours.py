@@ -63,9 +63,11 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
     if not torch.is_tensor(pos) or pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
         raise ValueError(f"pos must be a float tensor of shape (N, 3), got "
                          f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
-    if not torch.isfinite(pos).all():
+    if not math.isfinite(float(pos.sum())):        # one reduction; the atom search only when something is off
         bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}{' ...' if len(bad) > 10 else ''}")
+        if bad:
+            raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''}")
     if not float(cutoff) > 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
     if batch is None:
@@ -113,7 +115,7 @@ def _filter_dtype(dtype: torch.dtype) -> torch.dtype:
 _DIRECT_MAX = 3 * 800**2
 
 
-def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor, num_graphs: int, chunk: int
+def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, num_graphs: int, chunk: int
                  ) -> torch.Tensor:
     """All same-system pairs, ``chunk`` at a time: (2, E) sorted by target then source.
 
@@ -126,10 +128,13 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor, num_grap
     fdt = _filter_dtype(p.dtype)
     rc2 = cutoff * cutoff
     if num_graphs == 1 and 3 * len(p) ** 2 <= _DIRECT_MAX:        # small: every distance, exactly, at once
-        xs = p.T.contiguous()
-        d = xs[:, None, :] - xs[:, :, None]                         # (3, n, n): d[:, i, j] = x_j - x_i
-        d.mul_(d)
-        close = d[0].add_(d[1]).add_(d[2]) < rc2
+        x, y, z = p.T.contiguous()
+        d2 = x[None, :] - x[:, None]                                # d2[i, j] = (x_j - x_i)^2 + ..., in place
+        d2.mul_(d2)
+        t = y[None, :] - y[:, None]
+        d2.add_(t.mul_(t))
+        torch.sub(z[None, :], z[:, None], out=t)
+        close = d2.add_(t.mul_(t)) < rc2
         close.fill_diagonal_(False)
         return close.nonzero().T.flip(0)                            # row-major: by target, then source
     if num_graphs == 1:
@@ -206,7 +211,7 @@ def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int) -> torch.Tensor:
 CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN = 2, 2
 
 
-def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, num_graphs: int) -> torch.Tensor:
     """Cell list: (2, E) sorted by target then source.
 
     The atoms of each system are binned into columns of side :math:`h \\approx r_c / 2` across y and z, and into
@@ -352,8 +357,8 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
     if method == "kdtree" and pos.device.type != "cpu":
         raise ValueError(f"method='kdtree' needs host tensors, got pos on {pos.device}: use 'cells' or 'dense'")
-    if batch is None:
-        batch, num_graphs, largest = torch.zeros(len(pos), dtype=torch.long, device=pos.device), 1, len(pos)
+    if batch is None:                                  # one system: the methods need no batch vector
+        num_graphs, largest = 1, len(pos)
     else:
         num_graphs = int(batch[-1]) + 1
         largest = int(torch.bincount(batch).max()) if method == "auto" else 0
@@ -367,7 +372,8 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         elif method == "cells":
             edge_index = _cell_pairs(pos, cutoff, batch, num_graphs)
         else:
-            edge_index = _kdtree_pairs(pos, cutoff, batch)
+            edge_index = _kdtree_pairs(pos, cutoff, torch.zeros(len(pos), dtype=torch.long) if batch is None
+                                       else batch)
     if max_neighbours is not None:
         counts = neighbour_counts(edge_index, len(pos))
         worst = int(counts.argmax())
