@@ -112,3 +112,14 @@ def test_cells_on_a_lattice_with_pairs_at_and_next_to_the_cutoff():
     for cutoff in (1.0, 2.0, 2.0 ** 0.5, 3.0 ** 0.5, 2.0000001, 1.9999999):
         ref = _reference(grid, cutoff, torch.zeros(len(grid), dtype=torch.long))
         assert torch.equal(radius_graph(grid, cutoff, method="cells"), ref), cutoff
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_blocks_of_rows_equal_brute_force(dtype):
+    g = torch.Generator().manual_seed(9)
+    pos = (torch.rand(700, 3, generator=g, dtype=torch.float64) * 19).to(dtype)   # 700 atoms: several row blocks
+    ref = _reference(pos, 5.0, torch.zeros(700, dtype=torch.long))
+    assert 700 * 700 > neighbours._DIRECT_BLOCK
+    for chunk in (2**22, 1000):
+        assert torch.equal(radius_graph(pos, 5.0, method="dense", chunk=chunk), ref)
+    assert torch.equal(radius_graph(pos, 5.0, method="cells"), ref)

@@ -113,6 +113,8 @@ def _filter_dtype(dtype: torch.dtype) -> torch.dtype:
 #: The dense method computes every distance of one system exactly, with no Gram-matrix filter, up to this many
 #: coordinate differences (3 N^2).
 _DIRECT_MAX = 3 * 800**2
+#: ... in blocks of rows of at most this many pairs.
+_DIRECT_BLOCK = 2**17
 
 
 def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, num_graphs: int, chunk: int
@@ -127,16 +129,23 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
     dev = p.device
     fdt = _filter_dtype(p.dtype)
     rc2 = cutoff * cutoff
-    if num_graphs == 1 and 3 * len(p) ** 2 <= _DIRECT_MAX:        # small: every distance, exactly, at once
+    n = len(p)
+    if num_graphs == 1 and 3 * n * n <= _DIRECT_MAX:               # small: every distance, exactly
         x, y, z = p.T.contiguous()
-        d2 = x[None, :] - x[:, None]                                # d2[i, j] = (x_j - x_i)^2 + ..., in place
-        d2.mul_(d2)
-        t = y[None, :] - y[:, None]
-        d2.add_(t.mul_(t))
-        torch.sub(z[None, :], z[:, None], out=t)
-        close = d2.add_(t.mul_(t)) < rc2
-        close.fill_diagonal_(False)
-        return close.nonzero().T.flip(0)                            # row-major: by target, then source
+        rows = max(1, min(chunk, _DIRECT_BLOCK) // n)               # blocks of rows that stay in the cache
+        out = []
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            d2 = x[None, :] - x[r0:r1, None]                        # d2[i, j] = (x_j - x_i)^2 + ..., in place
+            d2.mul_(d2)
+            t = y[None, :] - y[r0:r1, None]
+            d2.add_(t.mul_(t))
+            torch.sub(z[None, :], z[r0:r1, None], out=t)
+            close = d2.add_(t.mul_(t)) < rc2
+            close.diagonal(r0).fill_(False)
+            ts = close.nonzero()                                    # row-major: by target, then source
+            out.append(ts.add_(ts.new_tensor([r0, 0])) if r0 else ts)
+        return (out[0] if len(out) == 1 else torch.cat(out)).T.flip(0)
     if num_graphs == 1:
         c = p.to(fdt)
         c = (c - c.amin(0))[None]                                   # (1, n, 3)
