@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -90,11 +91,15 @@ def force_step(model, batch) -> None:
 
 def round_robin(models: dict, step: Callable, batch, repeats: int, warmup: int, device: torch.device
                 ) -> dict[str, float]:
-    """Median seconds of ``step(model, batch)`` per model, the models taking turns in every round (so a slow
-    phase of the machine hits all of them alike); the first ``warmup`` rounds are not counted."""
+    """Median seconds of ``step(model, batch)`` per model, the models taking turns in every round, in a shuffled
+    order (so a slow phase of the machine, or the cache state one model leaves, hits all of them alike); the first
+    ``warmup`` rounds are not counted."""
     times: dict[str, list[float]] = {name: [] for name in models}
+    names, shuffle = list(models), random.Random(0)
     for i in range(warmup + repeats):
-        for name, m in models.items():
+        shuffle.shuffle(names)                    # a new order every round: none always runs first
+        for name in names:
+            m = models[name]
             m.zero_grad(set_to_none=True)
             t = timed(lambda m=m: step(m, batch), device)
             if i >= warmup:
