@@ -26,16 +26,23 @@ book: $(STAMP)
 
 ## test: lint, pairing check, book build, package tests, every chapter, browser tests
 # Each chapter executes once: for the book build (scripts/execute_chapters.py, $(JOBS) at a time, into myst-nb's
-# cache). pytest's --chapters-from-build then gives every chapter of _toc.yml a test that fails with the chapter's
-# traceback when it could not be executed (or when it changed since). pytest runs even when the build failed, so
-# every failure is reported; the exit status is the worst. The tests run in $(JOBS) processes (pytest-xdist).
-# The build's execution cache is emptied first: it is keyed on each chapter's cells only, so after a change to gdl/
-# a cached execution would pass a chapter that no longer runs.
+# cache). While the build renders the pages (one core), the package tests run beside it ($(JOBS) processes,
+# pytest-xdist); then pytest's --chapters-from-build gives every chapter of _toc.yml a test that fails with the
+# chapter's traceback when it could not be executed (or when it changed since), and the browser tests check the
+# built site. Every step runs even when an earlier one failed, so every failure is reported; the exit status is the
+# worst. The build's execution cache is emptied first: it is keyed on each chapter's cells only, so after a change
+# to gdl/ a cached execution would pass a chapter that no longer runs.
 test: $(STAMP) lint check-sync
-	@start=$$(date +%s); status=0; rm -rf _build/.jupyter_cache; \
-	$(MAKE) --no-print-directory book || status=$$?; \
-	$(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist worksteal --chapters-from-build --durations=15 \
-		tests $(NOTEBOOKS) $(PYTEST_ARGS) || status=$$?; \
+	@start=$$(date +%s); status=0; rm -rf _build/.jupyter_cache; mkdir -p _build; \
+	$(PY) scripts/execute_chapters.py; \
+	echo "test: building the book (log: _build/book.log) while the package tests run"; \
+	$(MAKE) --no-print-directory book > _build/book.log 2>&1 & book=$$!; \
+	$(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist worksteal --durations=15 \
+		tests --ignore=tests/test_website.py $(PYTEST_ARGS) || status=$$?; \
+	wait $$book || status=$$?; cat _build/book.log; \
+	$(PY) -m pytest -p no:cacheprovider --chapters-from-build tests/test_website.py \
+		tests/test_book.py::test_every_toc_chapter_is_collected $(NOTEBOOKS) \
+		$(PYTEST_ARGS) || status=$$?; \
 	echo "test: book build and pytest took $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: $(STAMP)
