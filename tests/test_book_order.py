@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TAUGHT = {
     "02b_representations": {"character_dimension"},
     "04_weight_sharing": {"equivariant_basis", "GroupConv2d", "LiftingConv2d"},
-    "05_image_architectures": {"GCNN", "SteerableConv2d", "FieldType", "RandomRotation", "learning_curve"},
+    "05_image_architectures": {"GCNN", "SteerableConv2d", "FieldType", "RandomRotation"},
     "07_sets_and_graphs": {"DeepSets", "DeepSetsLayer", "GNN", "GCNConv", "MessagePassing", "TransformerEncoder",
                            "MultiHeadSelfAttention", "AttentionMessagePassing", "GRUSetBaseline", "AdjacencyMLP"},
     "07b_spectral": {"LapPEGNN", "NodeDeletedGNN", "laplacian_eigenvectors", "node_deleted_subgraphs"},
