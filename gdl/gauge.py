@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from gdl.groups import Action, Group, GroupElement, ShapeError
+from gdl.nn._checks import to_model_dtype
 
 __all__ = ["U1GaugeGroup", "GaugeAction", "plaquettes", "gauge_invariants", "GaugeInvariantCNN", "NaiveLatticeCNN",
            "random_configuration"]
@@ -137,6 +138,21 @@ def gauge_invariants(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     return torch.stack(channels, dim=1)
 
 
+def _fields(fields, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The link angles and the matter field of ``{"theta", "phi"}``, each ``(B, 2, L, L)``; a clear error otherwise."""
+    if not isinstance(fields, dict) or not {"theta", "phi"} <= set(fields):
+        got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
+        raise ValueError(f"{who} takes a dict with 'theta' and 'phi', got {got}")
+    theta, phi = fields["theta"], fields["phi"]
+    for name, t in (("theta", theta), ("phi", phi)):
+        if not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != 2:
+            got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"{who}: {name!r} must be a tensor (B, 2, L, L), got {got}")
+    if theta.shape != phi.shape:
+        raise ValueError(f"{who}: 'theta' {tuple(theta.shape)} and 'phi' {tuple(phi.shape)} must have one shape")
+    return theta, phi
+
+
 def _cnn(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
     conv = lambda a, b: nn.Conv2d(a, b, 3, padding=1, padding_mode="circular")   # noqa: E731
     return nn.Sequential(conv(in_channels, hidden), nn.Tanh(), conv(hidden, hidden), nn.Tanh(),
@@ -157,7 +173,8 @@ class GaugeInvariantCNN(nn.Module):
         self.cnn = _cnn(7, hidden, out_channels)
 
     def forward(self, fields: dict) -> torch.Tensor:
-        return self.cnn(gauge_invariants(fields["theta"], fields["phi"]))
+        theta, phi = to_model_dtype(self, *_fields(fields, type(self).__name__))
+        return self.cnn(gauge_invariants(theta, phi))
 
 
 class NaiveLatticeCNN(nn.Module):
@@ -170,8 +187,8 @@ class NaiveLatticeCNN(nn.Module):
         self.cnn = _cnn(6, hidden, out_channels)
 
     def forward(self, fields: dict) -> torch.Tensor:
-        theta = fields["theta"]
-        return self.cnn(torch.cat([torch.cos(theta), torch.sin(theta), fields["phi"]], dim=1))
+        theta, phi = to_model_dtype(self, *_fields(fields, type(self).__name__))
+        return self.cnn(torch.cat([torch.cos(theta), torch.sin(theta), phi], dim=1))
 
 
 def random_configuration(batch: int, size: int, seed: int = 0, dtype: torch.dtype = _F64) -> dict:

@@ -62,3 +62,16 @@ def test_invariant_layer_passes_and_naive_layer_fails(seed):
     inv = gauge_invariants(x["theta"], x["phi"])
     moved = GaugeAction(G)(G.sample(1, seed=5)[0], x)
     assert torch.allclose(gauge_invariants(moved["theta"], moved["phi"]), inv, atol=1e-12)
+
+
+def test_lattice_models_name_what_is_wrong_with_their_input():
+    from gdl.gauge import GaugeInvariantCNN, NaiveLatticeCNN, random_configuration
+
+    fields = random_configuration(2, 4, seed=0)
+    for model in (GaugeInvariantCNN(hidden=4), NaiveLatticeCNN(hidden=4)):
+        with pytest.raises(ValueError, match="'theta' and 'phi', got \\['theta'\\]"):
+            model({"theta": fields["theta"]})
+        with pytest.raises(ValueError, match=r"'phi' must be a tensor \(B, 2, L, L\), got \(2, 4, 4\)"):
+            model({"theta": fields["theta"], "phi": fields["phi"][:, 0]})
+        out = model(fields)                                   # float64 fields into a float32 model: cast
+        assert out.dtype == torch.float32 and out.shape == (2, 1, 4, 4)
