@@ -79,7 +79,8 @@ def restrict_support(basis: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     outside = basis[:, ~mask.bool()]                                   # (D, n_outside)
     if outside.numel() == 0:
         return basis.clone()
-    u, s, _ = torch.linalg.svd(outside, full_matrices=True)
+    # all D left singular vectors; the right ones only as many as there are (a full V would be n_outside^2)
+    u, s, _ = torch.linalg.svd(outside, full_matrices=outside.shape[0] > outside.shape[1])
     rank = int((s > 1e-9 * max(1.0, float(s.max()) if len(s) else 1.0)).sum())
     coeffs = u[:, rank:]                                               # (D, D')
     return torch.einsum("dk,doi->koi", coeffs, basis)
