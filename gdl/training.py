@@ -309,8 +309,8 @@ def evaluate(model: nn.Module, x: Any, y: torch.Tensor | None, *, batch_size: in
     """Mean loss on ``(x, y)`` and, when ``y`` holds class labels, the accuracy (fraction correct).
 
     ``x`` may be a list of graphs as in :func:`train` (then ``y=None`` means ``loss_fn(output, batch)``);
-    ``preload`` as in :func:`train`. Gradients stay enabled for graphs, since models that return forces
-    differentiate their energy."""
+    ``preload`` as in :func:`train`. Gradients are off, except for models that differentiate their inputs
+    (forces from an energy: a module with ``differentiates_inputs = True``, such as ``EnergyForces``)."""
     _check_data(x, y)
     if y is None and loss_fn is None:
         raise ValueError("with y=None the targets live in the batch: pass loss_fn(output, batch)")
@@ -332,13 +332,33 @@ def _mean(values: list[torch.Tensor], sizes: list[int]) -> float:
     return float((v * torch.tensor(sizes, dtype=torch.float64)).sum()) / sum(sizes)
 
 
+def _differentiates_inputs(model: nn.Module) -> bool:
+    """Whether ``model`` differentiates its output with respect to its inputs (forces :math:`-\\partial E/\\partial x`
+    by autograd): a module says so with a true ``differentiates_inputs`` attribute
+    (:class:`gdl.nn.atomistic.EnergyForces`)."""
+    return any(getattr(m, "differentiates_inputs", False) for m in model.modules())
+
+
 def _evaluate(model: nn.Module, data: _Batches, loss_fn: Callable, dev: torch.device, batch_size: int
               ) -> dict[str, float]:
-    """:func:`evaluate` of a model already on ``dev`` (``train`` calls it every epoch)."""
+    """:func:`evaluate` of a model already on ``dev`` (``train`` calls it every epoch). Gradients stay off
+    unless the model differentiates its inputs; a model that does so without saying it is evaluated again with
+    them on."""
+    grad = data.structured and _differentiates_inputs(model)
+    try:
+        return _evaluate_pass(model, data, loss_fn, dev, batch_size, grad)
+    except RuntimeError as err:
+        if grad or "does not require grad" not in str(err):
+            raise
+        return _evaluate_pass(model, data, loss_fn, dev, batch_size, True)
+
+
+def _evaluate_pass(model: nn.Module, data: _Batches, loss_fn: Callable, dev: torch.device, batch_size: int,
+                   grad: bool) -> dict[str, float]:
     model.eval()
     losses, sizes, correct = [], [], []
     classify = data.y is not None and data.y.dtype == torch.long and data.y.ndim == 1
-    with torch.set_grad_enabled(data.structured):
+    with torch.set_grad_enabled(grad):
         for size, xb, yb in data.epoch(None, batch_size):
             xb, yb = _on(xb, dev), _on(yb, dev)
             out = model(xb)

@@ -69,3 +69,38 @@ def test_early_stopping_restores_the_best_epoch():
     assert hist.epochs - 1 - hist.best_epoch == 5             # exactly `patience` epochs without improvement
     final = evaluate(model, val_set, None, loss_fn=_mse, device="cpu")["loss"]
     assert final == pytest.approx(hist.val_loss[hist.best_epoch], rel=1e-6)
+
+
+def test_evaluation_keeps_gradients_only_for_models_that_differentiate_their_inputs():
+    """Graph models are evaluated without autograd; force models (EnergyForces) with it; a model that takes
+    gradients without saying so is still evaluated correctly."""
+    from gdl.data import GraphBatch, collate
+    from gdl.training import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    graphs = [{"x": torch.randn(4, 3, generator=g), "edge_index": torch.tensor([[0, 1, 2], [1, 2, 3]]),
+               "y": torch.randn(1, generator=g)} for _ in range(6)]
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, differentiate: bool):
+            super().__init__()
+            self.lin, self.differentiate = torch.nn.Linear(3, 1), differentiate
+
+        def forward(self, batch: GraphBatch):
+            seen.append(torch.is_grad_enabled())
+            x = batch.x.detach().requires_grad_(self.differentiate)
+            out = self.lin(x).squeeze(-1)
+            if self.differentiate:                  # a force-like quantity, taken without declaring it
+                (grad,) = torch.autograd.grad(out.sum(), x)
+                out = out + grad.sum(-1)
+            return torch.zeros(batch.num_graphs).index_add(0, batch.batch, out)
+
+    batch = collate(graphs)
+    loss = lambda out, b: ((out - b.y) ** 2).mean()                        # noqa: E731
+    evaluate(Probe(False), graphs, None, loss_fn=loss)
+    assert seen and not any(seen), "gradients were on for a model that does not need them"
+    seen.clear()
+    result = evaluate(Probe(True), graphs, None, loss_fn=loss)
+    assert seen[-1] and result["loss"] >= 0
+    assert batch.num_graphs == 6

@@ -181,6 +181,8 @@ class EnergyForces(nn.Module):
         ``dipole`` (B, 3) if the model returns ``charges``, and the model's other outputs.
     """
 
+    differentiates_inputs = True     # forces need gradients even when evaluating (gdl.training reads this)
+
     def __init__(self, model: nn.Module, forces: bool = True, scale: float = 1.0, shift: float = 0.0):
         super().__init__()
         self.model = model
