@@ -424,7 +424,8 @@ def learning_curve(models: dict[str, tuple[Callable[[], nn.Module], Augment | No
         tests: ``name -> (split -> (x, y))``, the test sets to score (default: ``{"accuracy": x_test, y_test}``).
 
     Returns:
-        one dict per run: ``model``, ``n``, ``seed``, ``epochs`` (trained), ``best_epoch``, ``train_loss`` (at
+        one dict per run: ``model``, ``n``, ``seed``, ``epochs`` (trained), ``best_epoch`` (1-based, as in
+            :mod:`gdl.experiments`), ``train_loss`` (at
         the kept epoch), ``stop_reason`` and ``converged`` (see :class:`History`) and one accuracy per test set.
     """
     if tests is None:
@@ -447,9 +448,9 @@ def learning_curve(models: dict[str, tuple[Callable[[], nn.Module], Augment | No
                         augment=augment, device=device, progress=False, val=val,
                         patience=wait if val is not None else None)
             history = model.history
-            best = history.best_epoch if history.best_epoch is not None else history.epochs - 1
+            best = (history.best_epoch + 1) if history.best_epoch is not None else history.epochs   # 1-based
             row = {"model": name, "n": n, "seed": seed, "epochs": history.epochs, "best_epoch": best,
-                   "train_loss": history.loss[best], "stop_reason": history.stop_reason,
+                   "train_loss": history.loss[best - 1], "stop_reason": history.stop_reason,
                    "converged": history.converged}
             for test, xy in tests.items():
                 row[test] = accuracy(model, *xy(split), device=device)
