@@ -44,7 +44,9 @@ class History:
 
     ``stop_reason`` says why training ended: ``"converged"`` (early stopping: ``patience`` epochs without a
     better validation loss), ``"cap"`` (the epoch limit was reached first) or ``"diverged"`` (a loss became
-    non-finite, or the validation loss rose above ``1000`` times its best value)."""
+    non-finite, or the validation loss rose above ``1000`` times that of the first epoch). The yardstick is the
+    first epoch, not the best one: a model that fits almost exactly (best loss near zero) may spike by a large
+    factor of its best and recover, which is noise, not divergence."""
 
     loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -286,7 +288,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
         if val is not None:
             v = _evaluate(model, val_data, loss_fn, dev, batch_size=256)["loss"]
             history.val_loss.append(v)
-            if not math.isfinite(v) or v > 1000 * best:
+            if not math.isfinite(v) or v > 1000 * history.val_loss[0]:
                 history.stop_reason = "diverged"
                 break
             if v < best:

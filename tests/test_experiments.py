@@ -81,3 +81,26 @@ def test_tune_lr_rejects_a_diverging_rate_and_compare_reports_every_seed():
     assert_converged([r for r in rows if r["converged"]])
     with pytest.raises(AssertionError, match="did not converge"):
         assert_converged([dict(rows[0], converged=False, stop_reason="cap")])
+
+
+def test_a_spike_far_above_a_near_zero_best_is_not_divergence():
+    """A model that fits its target almost exactly may spike by a large factor of its best validation loss and
+    recover; only a loss far above where training started (or a non-finite one) is divergence."""
+    (x, y), val = _regression(), _regression(64, seed=1)
+    torch.manual_seed(0)
+
+    class Spiky(nn.Module):                       # near-exact from epoch 2 on, one spike of 9e4 x its best at 5
+        def __init__(self):
+            super().__init__()
+            self.lin, self.calls = nn.Linear(4, 1), 0
+
+        def forward(self, inp):
+            if not self.training:
+                self.calls += 1
+                best = torch.full((len(inp), 1), 1e-4)
+                scale = {1: 100.0, 5: 300.0}.get(self.calls, 1.0)
+                return val[1] + scale * best if len(inp) == len(val[1]) else self.lin(inp)
+            return self.lin(inp)
+
+    h = train(Spiky(), x, y, epochs=12, lr=1e-3, val=val, patience=20, **KW)
+    assert h.stop_reason == "cap" and max(h.val_loss) / min(h.val_loss) > 1e3
