@@ -26,23 +26,25 @@ book: $(STAMP)
 
 ## test: lint, pairing check, book build, package tests, every chapter, browser tests
 # Each chapter executes once: for the book build (scripts/execute_chapters.py, $(JOBS) at a time, into myst-nb's
-# cache). While the build renders the pages (one core), the package tests run beside it ($(JOBS) processes,
-# pytest-xdist); then pytest's --chapters-from-build gives every chapter of _toc.yml a test that fails with the
-# chapter's traceback when it could not be executed (or when it changed since), and the browser tests check the
-# built site. Every step runs even when an earlier one failed, so every failure is reported; the exit status is the
-# worst. The build's execution cache is emptied first: it is keyed on each chapter's cells only, so after a change
-# to gdl/ a cached execution would pass a chapter that no longer runs.
+# cache). Then two things run side by side: the package tests ($(JOBS) processes, pytest-xdist), and the book build
+# (it renders the executed chapters) followed by pytest's --chapters-from-build, which gives every chapter of
+# _toc.yml a test that fails with the chapter's traceback when it could not be executed (or when it changed since),
+# and the browser tests of the built site (log: _build/site-tests.log, printed at the end). Every step runs even
+# when an earlier one failed, so every failure is reported; the exit status is the worst. The build's execution
+# cache is emptied first: it is keyed on each chapter's cells only, so after a change to gdl/ a cached execution
+# would pass a chapter that no longer runs.
 test: $(STAMP) lint check-sync
 	@start=$$(date +%s); status=0; rm -rf _build/.jupyter_cache; mkdir -p _build; \
 	$(PY) scripts/execute_chapters.py; \
-	echo "test: building the book (log: _build/book.log) while the package tests run"; \
-	$(MAKE) --no-print-directory book > _build/book.log 2>&1 & book=$$!; \
+	echo "test: the book build and the site tests (log: _build/site-tests.log) run beside the package tests"; \
+	( s=0; $(MAKE) --no-print-directory book || s=$$?; \
+	  $(PY) -m pytest -p no:cacheprovider --chapters-from-build tests/test_website.py \
+		tests/test_book.py::test_every_toc_chapter_is_collected $(NOTEBOOKS) $(PYTEST_ARGS) || s=$$?; \
+	  exit $$s ) > _build/site-tests.log 2>&1 & site=$$!; \
 	$(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist worksteal --durations=15 \
 		tests --ignore=tests/test_website.py $(PYTEST_ARGS) || status=$$?; \
-	wait $$book || status=$$?; cat _build/book.log; \
-	$(PY) -m pytest -p no:cacheprovider --chapters-from-build tests/test_website.py \
-		tests/test_book.py::test_every_toc_chapter_is_collected $(NOTEBOOKS) \
-		$(PYTEST_ARGS) || status=$$?; \
+	wait $$site || status=$$?; \
+	echo "---- book build, chapter checks and browser tests (_build/site-tests.log) ----"; cat _build/site-tests.log; \
 	echo "test: book build and pytest took $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: $(STAMP)
