@@ -98,12 +98,7 @@ class GaugeAction(Action):
         self.group = group
 
     def check_input(self, x):
-        L = self.group.size
-        for key in ("theta", "phi"):
-            t = x.get(key) if isinstance(x, dict) else None
-            if t is None or not torch.is_tensor(t) or t.ndim != 4 or t.shape[1:] != (2, L, L):
-                got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-                raise ShapeError(f"{self}: field {key!r} must be a tensor (B, 2, {L}, {L}), got {got}")
+        _fields(x, str(self), size=self.group.size)
 
     def _act(self, g, x):
         alpha = g.value.to(x["theta"])                                      # (L, L)
@@ -138,18 +133,21 @@ def gauge_invariants(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     return torch.stack(channels, dim=1)
 
 
-def _fields(fields, who: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The link angles and the matter field of ``{"theta", "phi"}``, each ``(B, 2, L, L)``; a clear error otherwise."""
+def _fields(fields, who: str, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The link angles and the matter field of ``{"theta", "phi"}``, each ``(B, 2, L, L)`` (``L = size`` when
+    given); a :class:`~gdl.groups.ShapeError` naming what is wrong otherwise."""
     if not isinstance(fields, dict) or not {"theta", "phi"} <= set(fields):
         got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
-        raise ValueError(f"{who} takes a dict with 'theta' and 'phi', got {got}")
+        raise ShapeError(f"{who} takes a dict with 'theta' and 'phi', got {got}")
     theta, phi = fields["theta"], fields["phi"]
+    side = "L" if size is None else size
     for name, t in (("theta", theta), ("phi", phi)):
-        if not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != 2:
+        if (not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != 2
+                or (size is not None and t.shape[2:] != (size, size))):
             got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(f"{who}: {name!r} must be a tensor (B, 2, L, L), got {got}")
+            raise ShapeError(f"{who}: {name!r} must be a tensor (B, 2, {side}, {side}), got {got}")
     if theta.shape != phi.shape:
-        raise ValueError(f"{who}: 'theta' {tuple(theta.shape)} and 'phi' {tuple(phi.shape)} must have one shape")
+        raise ShapeError(f"{who}: 'theta' {tuple(theta.shape)} and 'phi' {tuple(phi.shape)} must have one shape")
     return theta, phi
 
 

