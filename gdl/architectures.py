@@ -290,10 +290,11 @@ def _lattice_sample(g):
                                 dtype=torch.get_default_dtype())
 
 
-def _lattice_gauge():
+def _lattice_gauge(sample):
+    """U(1) at every site of the sample's lattice (imported when the row is built, like every model)."""
     from gdl.gauge import U1GaugeGroup
 
-    return U1GaugeGroup(6)
+    return U1GaugeGroup(sample["theta"].shape[-1])
 
 
 def _gauge_action(G):
@@ -375,7 +376,7 @@ ARCHITECTURES: list[Architecture] = [
         builder=_canonical_mlp, sample_input=_canonical_sample, in_action=_positions_action,
         out_action=_energy_forces_action, module="gdl.nn.canonical", reference="Kaba et al. 2023"),
     Architecture(
-        "Gauge-invariant CNN", "Local U(1) phase at every lattice site (gauge)", _lattice_gauge(), "invariant",
+        "Gauge-invariant CNN", "Local U(1) phase at every lattice site (gauge)", _lattice_gauge, "invariant",
         "Lattice gauge fields", "Output unchanged by any local phase change of links and matter field",
         builder=_gauge_cnn, sample_input=_lattice_sample, in_action=_gauge_action, module="gdl.gauge",
         reference="Cohen et al. 2019; Favoni et al. 2022"),
