@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gdl.experiments import assert_converged, compare, spread, table, tune_lr
-from gdl.training import History, train
+from gdl.training import History, _drops, train
 
 
 def _regression(n=128, seed=0):
@@ -62,6 +62,19 @@ def test_still_falling_detects_a_downward_trend_in_the_window():
     assert not short.converged                                  # too short to judge
     with pytest.raises(ValueError, match="window"):
         flat.still_falling(window=1)
+
+
+def test_still_falling_needs_a_sustained_decline_not_the_end_of_one_excursion():
+    # after the best (0.43) the loss comes back from an excursion within the first half of the window, then only
+    # wobbles: the line through the whole window drops, the line through its second half does not
+    back = [1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.43, 0.60, 0.55, 0.50, 0.47, 0.45, 0.44, 0.46, 0.44, 0.45, 0.44]
+    h = History(loss=[1.0] * len(back), val_loss=back, best_epoch=6, stop_reason="converged", patience=10)
+    assert _drops(back[-10:], 0.01 * 0.43) and not _drops(back[-5:], 0.01 * 0.43)
+    assert not h.still_falling() and h.converged
+    # a slow decline that lasts to the end of the window is still falling
+    slow = [1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.43] + [0.47 - 0.003 * t + 0.001 * (-1) ** t for t in range(10)]
+    h = History(loss=[1.0] * len(slow), val_loss=slow, best_epoch=6, stop_reason="converged", patience=10)
+    assert h.still_falling() and not h.converged
 
 
 def test_tune_lr_rejects_a_diverging_rate_and_compare_reports_every_seed():
