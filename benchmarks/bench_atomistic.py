@@ -82,6 +82,7 @@ def bench_schnet(args, device) -> None:
           f"{radius_graph(batch.pos, args.cutoff, batch.batch).shape[1]} edges), hidden {args.hidden}, "
           f"{args.interactions} interactions, {args.gaussians} Gaussians; median of {args.repeats} passes after "
           f"{args.warmup} warm-up passes, round-robin\n")
+    verdicts = []
     print("| pass | model | median time (ms) | time / gdl |")
     print("|---|---|---:|---:|")
     for label, step in (("energy: forward + backward", energy_step),
@@ -89,6 +90,13 @@ def bench_schnet(args, device) -> None:
         med = round_robin(models, step, batch, args.repeats, args.warmup, device)
         for name, t in med.items():
             print(f"| {label} | {name} | {1e3 * t:.2f} | {t / med['gdl SchNet']:.2f} |")
+        verdicts.append((label, med))
+    print()
+    for label, med in verdicts:
+        if len(med) > 1:
+            ratio = med["gdl SchNet"] / min(t for name, t in med.items() if name != "gdl SchNet")
+            verdict = "met" if ratio <= 1.1 else "NOT met"
+            print(f"{label}: gdl SchNet / PyG SchNet {ratio:.2f} (goal: <= 1.1, as the other layers; {verdict})")
 
 
 def _ckdtree(pos, cutoff):

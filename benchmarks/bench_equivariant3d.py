@@ -115,6 +115,7 @@ def main() -> None:
           f"functions, radial MLP width {args.radial}; median of {args.repeats} passes after {args.warmup} warm-up "
           f"passes, round-robin\n")
     reference = "gdl NequIP-style"
+    verdicts = []
     print("| pass | model | parameters | median time (ms) | time / gdl NequIP-style |")
     print("|---|---|---:|---:|---:|")
     for label, step in (("energy: forward + backward", energy_step),
@@ -123,6 +124,14 @@ def main() -> None:
         for name, t in med.items():
             n_params = sum(p.numel() for p in models[name].parameters())
             print(f"| {label} | {name} | {n_params} | {1e3 * t:.2f} | {t / med[reference]:.2f} |")
+        verdicts.append((label, med))
+    e3nn = "e3nn gate_points_2101.Network"
+    print()
+    for label, med in verdicts:
+        if e3nn in med:
+            ratio = med[reference] / med[e3nn]
+            print(f"{label}: gdl NequIP-style / e3nn network of the same hidden irreps {ratio:.2f} "
+                  f"(goal: <= 1.0, no slower; {'met' if ratio <= 1.0 else 'NOT met'})")
 
 
 if __name__ == "__main__":
