@@ -27,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -85,15 +86,40 @@ def _check_tensors(pos: Any, z: Any, batch: Any, num_types: int | None = None) -
             raise ValueError(f"batch has {len(batch)} entries but pos has {len(pos)} atoms: they must agree")
     if pos.device.type == "meta":
         return
-    if not bool(torch.isfinite(pos).all()):
-        bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}{' ...' if len(bad) > 10 else ''}")
+    top = MAX_Z if num_types is None else num_types
+    if _checked_before(pos, z, batch, top):
+        return                                          # these very tensors, unmodified, passed just before
+    # one reduction per tensor and one wait for the device: a finite sum means finite coordinates
+    ok = torch.isfinite(pos.detach().sum())
     if len(z):
-        lo, hi = int(z.min()), int(z.max())
-        top = MAX_Z if num_types is None else num_types
-        if lo < 0 or hi >= top:
+        lo, hi = torch.aminmax(z)
+        ok = ok & (lo >= 0) & (hi < top)
+    if not bool(ok):                                    # find and name the culprit (or an overflowing sum)
+        if not bool(torch.isfinite(pos).all()):
+            bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
+            raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''}")
+        if len(z) and (int(z.min()) < 0 or int(z.max()) >= top):
             bad = z[(z < 0) | (z >= top)].unique().tolist()
             raise ValueError(f"z (atom types) has values {bad[:10]} outside the embedding's range 0..{top - 1}")
+    _remember(pos, z, batch, top)
+
+
+#: The tensors ``(pos, z, batch, num_types)`` whose values last passed :func:`_check_tensors`, as (weak reference,
+#: ``_version``) pairs: :class:`EnergyForces` checks a batch and its energy model would check it again.
+_LAST_CHECKED: tuple | None = None
+
+
+def _remember(pos: torch.Tensor, z: torch.Tensor, batch: torch.Tensor | None, top: int) -> None:
+    """Mark these tensors' values as checked (until one of them is modified in place)."""
+    global _LAST_CHECKED
+    _LAST_CHECKED = (tuple(None if t is None else (weakref.ref(t), t._version) for t in (pos, z, batch)), top)
+
+
+def _checked_before(pos: torch.Tensor, z: torch.Tensor, batch: torch.Tensor | None, top: int) -> bool:
+    last = _LAST_CHECKED
+    return last is not None and last[1] == top and all(
+        (t is None) if r is None else (r[0]() is t and r[1] == t._version) for r, t in zip(last[0], (pos, z, batch)))
 
 
 def check_atoms(batch: Any, num_types: int | None = None, who: str = "atomistic model",
@@ -197,6 +223,7 @@ class EnergyForces(nn.Module):
             if self.forces and not pos.requires_grad:
                 pos = pos.detach().requires_grad_(True)
                 batch = batch.replace(pos=pos)
+                _remember(pos, batch.z, batch.batch, getattr(self.model, "num_types", None) or MAX_Z)  # same values
             raw = self.model(batch)
             charges, extras = None, {}
             if isinstance(raw, dict):
