@@ -62,8 +62,9 @@ class Envelope(nn.Module):
         self.p, self.a, self.b, self.c = p, -(p + 1) * (p + 2) / 2, p * (p + 2), -p * (p + 1) / 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xp = x.pow(self.p - 1)
-        return (1.0 / x + self.a * xp + self.b * xp * x + self.c * xp * x * x) * (x < 1.0).to(x.dtype)
+        # Horner's scheme: 1/x + x^(p-1) (a + x (b + c x)), fewer operations than the sum of powers
+        u = x.reciprocal() + x.pow(self.p - 1) * (x * (x * self.c + self.b) + self.a)
+        return torch.where(x < 1.0, u, 0.0)
 
 
 def spherical_bessel(lmax: int, x: torch.Tensor) -> torch.Tensor:
@@ -73,9 +74,11 @@ def spherical_bessel(lmax: int, x: torch.Tensor) -> torch.Tensor:
     x64 = x.double()
     j = [torch.sin(x64) / x64]
     if lmax >= 1:
-        j.append(torch.sin(x64) / x64**2 - torch.cos(x64) / x64)
-    for l in range(1, lmax):
-        j.append((2 * l + 1) / x64 * j[l] - j[l - 1])
+        j.append((j[0] - torch.cos(x64)) / x64)                     # j_1 = (j_0 - cos x) / x
+    if lmax >= 2:                                                   # the factors (2l+1)/x of every step at once
+        factor = torch.arange(3, 2 * lmax, 2, dtype=x64.dtype, device=x64.device) / x64[..., None]
+        for l in range(1, lmax):
+            j.append(factor[..., l - 1] * j[l] - j[l - 1])
     return torch.stack(j, -1).to(x.dtype)
 
 
@@ -83,8 +86,8 @@ def legendre(lmax: int, c: torch.Tensor) -> torch.Tensor:
     """``(..., lmax+1)`` Legendre polynomials :math:`P_0 .. P_{lmax}` of ``c`` (Bonnet's recursion
     :math:`(l+1) P_{l+1} = (2l+1) c P_l - l P_{l-1}`)."""
     p = [torch.ones_like(c), c]
-    for l in range(1, lmax):
-        p.append(((2 * l + 1) * c * p[l] - l * p[l - 1]) / (l + 1))
+    for l in range(1, lmax):                    # P_{l+1} = (2l+1)/(l+1) c P_l - l/(l+1) P_{l-1}
+        p.append(torch.addcmul(p[l - 1] * (-l / (l + 1)), c, p[l], value=(2 * l + 1) / (l + 1)))
     return torch.stack(p[: lmax + 1], -1)
 
 
@@ -118,15 +121,18 @@ class BesselBasis(nn.Module):
         with torch.no_grad():
             self.freq.copy_(torch.arange(1, len(self.freq) + 1) * math.pi)
 
-    def forward(self, dist: torch.Tensor) -> torch.Tensor:
-        x = dist[:, None] / self.cutoff
-        return self.envelope(x) * torch.sin(self.freq * x)
+    def forward(self, dist: torch.Tensor, envelope: torch.Tensor | None = None) -> torch.Tensor:
+        """``envelope``: :math:`u(d/c)` ``(E,)`` when the caller has it already (DimeNet++ shares it)."""
+        x = dist / self.cutoff
+        u = self.envelope(x) if envelope is None else envelope
+        return u[:, None] * torch.sin(self.freq * x[:, None])
 
 
 class SphericalBasis(nn.Module):
     """2D Fourier-Bessel basis on triplets, :math:`a_{ln}(d_{kj}, \\alpha_{kji})` (see the module docstring).
 
-    ``forward(dist (E,), cos_angle (T,), idx_kj (T,)) -> (T, L*R)``.
+    ``forward(dist (E,), cos_angle (T,), idx_kj (T,)) -> (T, L*R)``; ``envelope`` :math:`u(d/c)` ``(E,)`` may be
+    passed when the caller has it already (DimeNet++ computes it once for both bases).
     """
 
     def __init__(self, num_spherical: int = 7, num_radial: int = 6, cutoff: float = 5.0,
@@ -144,13 +150,15 @@ class SphericalBasis(nn.Module):
         self.register_buffer("norm", norm)
         self.register_buffer("ylm_norm", ylm)
 
-    def forward(self, dist: torch.Tensor, cos_angle: torch.Tensor, idx_kj: torch.Tensor) -> torch.Tensor:
+    def forward(self, dist: torch.Tensor, cos_angle: torch.Tensor, idx_kj: torch.Tensor,
+                envelope: torch.Tensor | None = None) -> torch.Tensor:
         L, R = self.num_spherical, self.num_radial
         x = dist / self.cutoff                                                  # (E,)
+        u = self.envelope(x) if envelope is None else envelope                  # (E,)
         arg = self.roots.to(dist.dtype) * x[:, None, None]                      # (E, L, R)
         jl = spherical_bessel(L - 1, arg)                                       # (E, L, R, L): j_l' for every l'
         jl = jl.diagonal(dim1=1, dim2=3)                                        # (E, R, L): j_l(z_ln x)
-        rbf = self.envelope(x)[:, None, None] * self.norm.to(dist.dtype) * jl.transpose(1, 2)   # (E, L, R)
+        rbf = u[:, None, None] * self.norm.to(dist.dtype) * jl.transpose(1, 2)  # (E, L, R)
         cbf = legendre(L - 1, cos_angle) * self.ylm_norm.to(dist.dtype)         # (T, L)
         return (rbf[idx_kj] * cbf[:, :, None]).reshape(-1, L * R)
 
@@ -329,8 +337,9 @@ class DimeNetPlusPlus(nn.Module):
         check_coincident(edge_index, dist, "DimeNetPlusPlus")               # 1/d envelope, angles: d > 0
         j, i = edge_index                                                   # messages j -> i
         t = triplets(edge_index, n)
-        rbf = self.rbf(dist)                                                # (E, R)
-        sbf = self.sbf(dist, triplet_cosines(batch.pos, t), t.idx_kj)       # (T, L*R)
+        u = self.rbf.envelope(dist / self.cutoff)                           # (E,): shared by both bases
+        rbf = self.rbf(dist, u)                                             # (E, R)
+        sbf = self.sbf(dist, triplet_cosines(batch.pos, t), t.idx_kj, u)    # (T, L*R)
         m = self.emb(batch.z, rbf, i, j)                                    # (E, C)
         atom = self.output_blocks[0](m, rbf, i, n)                          # (N,)
         for block, out in zip(self.interaction_blocks, self.output_blocks[1:]):
