@@ -30,28 +30,35 @@ from gdl.nn.message_passing import MessagePassing, degree
 __all__ = ["EGNNLayer", "EGNN", "CoordinateGNN", "LinearDynamics", "check_points"]
 
 
-def check_points(batch, fields: tuple[str, ...] = ("pos",)) -> None:
-    """Raise ``ValueError`` naming the field if a point/vector field is not a finite ``(N, 3)`` float tensor."""
+def check_points(batch, fields: tuple[str, ...] = ("pos",), values: bool = True) -> None:
+    """Raise ``ValueError`` naming the field if a point/vector field is not a finite ``(N, 3)`` float tensor
+    (``values=False``: the shapes and dtypes only)."""
     for name in fields:
         if name not in batch:
             raise ValueError(f"the batch has no field {name!r} (fields: {batch.keys()})")
         t = batch[name]
         if t.ndim != 2 or t.shape[1] != 3 or not t.is_floating_point():
             raise ValueError(f"{name} must be a float tensor of shape (N, 3), got {tuple(t.shape)} {t.dtype}")
-        if not torch.isfinite(t).all():
+        if values and not torch.isfinite(t).all():
             bad = (~torch.isfinite(t)).any(1).nonzero().flatten().tolist()
             raise ValueError(f"{name} has NaN or infinite entries (nodes {bad[:10]})")
 
 
 def _prepare(batch, model: nn.Module, points: tuple[str, ...], features: tuple[str, ...], edge: bool):
     """Check the point fields (:func:`check_points`), the node scalar fields and ``edge_attr`` (finite), and cast
-    every floating field the model reads to its dtype (the rule of :mod:`gdl.nn._checks`)."""
-    check_points(batch, points)
+    every floating field the model reads to its dtype (the rule of :mod:`gdl.nn._checks`).
+
+    The values are checked with one sum per field and a single wait for the device: a finite total means every
+    entry is finite; only otherwise does each field's own check run, to name the field and the rows."""
+    check_points(batch, points, values=False)
     owner = type(model).__name__
     names = list(points) + [k for k in features if k in batch] + (["edge_attr"] if edge and "edge_attr" in batch
                                                                    else [])
-    for name in names[len(points):]:
-        check_finite(batch[name], repr(name), owner)
+    floats = [batch[k].detach() for k in names if batch[k].is_floating_point() and batch[k].device.type != "meta"]
+    if floats and not bool(torch.isfinite(torch.stack([t.sum() for t in floats]).sum())):
+        check_points(batch, points)
+        for name in names[len(points):]:
+            check_finite(batch[name], repr(name), owner)
     dtype = model_dtype(model)
     cast = {k: batch[k].to(dtype) for k in names
             if batch[k].is_floating_point() and dtype is not None and batch[k].dtype != dtype}
@@ -82,8 +89,10 @@ class EGNNLayer(MessagePassing):
         edge_features: size of :math:`a_{ij}` (0: none).
         velocity: update velocities too (the N-body variant, the paper's eq. 7).
 
-    Shapes: ``h`` (N, C), ``x`` (N, 3), ``v`` (N, 3) or ``None``, ``edge_index`` (2, E), ``edge_attr`` (E, A)
-    -> ``h`` (N, C), ``x`` (N, 3), ``v`` (N, 3) or ``None``.
+    Shapes: ``h`` (N, C), ``x`` (N, 3), ``v`` (N, 3) or ``None``, ``edge_index`` (2, E), ``edge_attr`` (E, A),
+    ``degree`` (N, 1) or ``None`` -> ``h`` (N, C), ``x`` (N, 3), ``v`` (N, 3) or ``None``. ``degree`` is
+    :math:`\\max(|\\mathcal N(i)|, 1)`; a network passes it to every layer (:meth:`in_degree`, computed once per
+    forward pass), a layer alone computes it.
     """
 
     def __init__(self, hidden: int, edge_features: int = 0, velocity: bool = False):
@@ -101,11 +110,16 @@ class EGNNLayer(MessagePassing):
                 m.reset_parameters()
         nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=1e-3)    # start with small coordinate steps
 
-    def forward(self, h, x, edge_index, edge_attr=None, v=None):
+    @staticmethod
+    def in_degree(edge_index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """``(N, 1)``: :math:`\\max(|\\mathcal N(i)|, 1)`, the number of edges into each node (at least 1)."""
+        return degree(edge_index[1], n, dtype).clamp(min=1)[:, None]
+
+    def forward(self, h, x, edge_index, edge_attr=None, v=None, degree=None):
         n = h.shape[0]
         agg = self.propagate(edge_index, num_nodes=n, h=h, x=x, edge_attr=edge_attr)   # (N, C + 3)
         m, dx = agg[:, :self.hidden], agg[:, self.hidden:]
-        dx = dx / degree(edge_index[1], n, x.dtype).clamp(min=1)[:, None]             # C = 1 / |N(i)|
+        dx = dx / (self.in_degree(edge_index, n, x.dtype) if degree is None else degree)   # C = 1 / |N(i)|
         if self.phi_v is not None:
             if v is None:
                 raise ValueError("EGNNLayer(velocity=True) needs the velocities v (N, 3)")
@@ -182,8 +196,9 @@ class EGNN(nn.Module):
                              f"{self.edge_features}), got {tuple(edge_attr.shape)}")
         h, x = self.embed(self.node_scalars(batch)), batch.pos
         v = batch.vel if self.velocity else None
+        deg = EGNNLayer.in_degree(edge_index, x.shape[0], x.dtype)            # (N, 1): the same in every layer
         for layer in self.layers:
-            h, x, v = layer(h, x, edge_index, edge_attr, v)
+            h, x, v = layer(h, x, edge_index, edge_attr, v, deg)
         return x
 
 
