@@ -146,8 +146,15 @@ def check_atoms(batch: Any, num_types: int | None = None, who: str = "atomistic 
             raise TypeError(f"{who} needs the node field {key!r} in its GraphBatch; fields: {batch.keys()}")
     _check_tensors(batch.pos, batch.z, batch.batch, num_types)
     if dtype is not None and batch.pos.dtype != dtype:
-        batch = batch.replace(pos=batch.pos.to(dtype))
+        batch = _with_pos(batch, batch.pos.to(dtype))
     return batch
+
+
+def _with_pos(batch: GraphBatch, pos: torch.Tensor) -> GraphBatch:
+    """``batch.replace(pos=pos)`` for a ``pos`` of the same shape as the checked one (a cast, or a copy that
+    requires gradients): nothing else changes, so the batch is not validated again (which reads device values)."""
+    return GraphBatch._trusted({**batch.fields("node"), "pos": pos}, batch.fields("edge"), batch.fields("graph"),
+                               batch.edge_index, batch.batch, batch.num_graphs)
 
 
 def neighbour_edges(batch: GraphBatch, cutoff: float, max_neighbours: int | None = None
@@ -222,7 +229,7 @@ class EnergyForces(nn.Module):
             pos = batch.pos
             if self.forces and not pos.requires_grad:
                 pos = pos.detach().requires_grad_(True)
-                batch = batch.replace(pos=pos)
+                batch = _with_pos(batch, pos)
                 _remember(pos, batch.z, batch.batch, getattr(self.model, "num_types", None) or MAX_Z)  # same values
             raw = self.model(batch)
             charges, extras = None, {}
@@ -346,11 +353,14 @@ def energy_force_loss(force_weight: float = 10.0, energy_weight: float = 1.0
     .. math::  \\mathcal{L} = w_E \\tfrac1B \\sum_b \\big(\\tfrac{E_b - \\hat E_b}{n_b}\\big)^2
                + w_F \\tfrac{1}{3N} \\sum_i \\lVert F_i - \\hat F_i \\rVert^2
     """
+    def weighted(w: float, t: torch.Tensor) -> torch.Tensor:
+        return t if w == 1 else w * t                # a weight of 1 costs no operation
+
     def loss(output: dict[str, torch.Tensor], batch: GraphBatch) -> torch.Tensor:
         n = torch.bincount(batch.batch, minlength=batch.num_graphs).to(output["energy"].dtype)
-        value = energy_weight * (((output["energy"] - batch.energy) / n) ** 2).mean()
+        value = weighted(energy_weight, (((output["energy"] - batch.energy) / n) ** 2).mean())
         if force_weight and "forces" in output:
-            value = value + force_weight * ((output["forces"] - batch.forces) ** 2).mean()
+            value = value + weighted(force_weight, ((output["forces"] - batch.forces) ** 2).mean())
         return value
 
     return loss
