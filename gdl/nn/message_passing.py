@@ -105,7 +105,7 @@ def check_edge_index(edge_index: torch.Tensor, num_nodes: int, name: str = "edge
         last = _LAST_CHECKED
         if last is not None and last[0]() is edge_index and last[1] == edge_index._version and last[2] == num_nodes:
             return
-        lo, hi = int(edge_index.min()), int(edge_index.max())
+        lo, hi = torch.stack(torch.aminmax(edge_index)).tolist()          # one read of the device, not two
         if lo < 0 or hi >= num_nodes:
             raise ValueError(f"{name} refers to nodes {lo}..{hi}, but there are only {num_nodes} nodes "
                              f"(valid: 0..{num_nodes - 1})")
