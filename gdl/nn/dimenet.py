@@ -219,10 +219,12 @@ class ResidualLayer(nn.Module):
 
 class DirectionalMessage(MessagePassing):
     """Message passing on the line graph: edge ``j -> i`` gathers :math:`\\sum_k x_{kj} \\odot s_{kji}` from the
-    edges ``k -> j`` that end where it starts. ``propagate`` gets ``edge_index = [idx_kj, idx_ji]``."""
+    edges ``k -> j`` that end where it starts. ``propagate`` gets ``edge_index = [idx_kj, idx_ji]`` (pass it as
+    ``line_edges`` when it is built already: a network builds it once for all blocks)."""
 
-    def forward(self, x, idx_kj, idx_ji, sbf):
-        return self.propagate(torch.stack([idx_kj, idx_ji]), num_nodes=x.shape[0], x=x, sbf=sbf)
+    def forward(self, x, idx_kj, idx_ji, sbf, line_edges=None):
+        line_edges = torch.stack([idx_kj, idx_ji]) if line_edges is None else line_edges     # (2, T)
+        return self.propagate(line_edges, num_nodes=x.shape[0], x=x, sbf=sbf)
 
     def message(self, x_j, sbf):
         return x_j * sbf
@@ -251,12 +253,12 @@ class InteractionPPBlock(nn.Module):
         self.layers_after_skip = nn.ModuleList(ResidualLayer(hidden_channels) for _ in range(num_after_skip))
         _init_linears(self)
 
-    def forward(self, m, rbf, sbf, t: Triplets):
+    def forward(self, m, rbf, sbf, t: Triplets, line_edges=None):
         x_ji = self.act(self.lin_ji(m))                                             # (E, C)
         x_kj = self.act(self.lin_kj(m)) * self.lin_rbf2(self.lin_rbf1(rbf))         # (E, C)
         x_kj = self.act(self.lin_down(x_kj))                                        # (E, I)
         s = self.lin_sbf2(self.lin_sbf1(sbf))                                       # (T, I)
-        x_kj = self.act(self.lin_up(self.directional(x_kj, t.idx_kj, t.idx_ji, s)))  # (E, C)
+        x_kj = self.act(self.lin_up(self.directional(x_kj, t.idx_kj, t.idx_ji, s, line_edges)))  # (E, C)
         h = x_ji + x_kj
         for layer in self.layers_before_skip:
             h = layer(h)
@@ -340,10 +342,11 @@ class DimeNetPlusPlus(nn.Module):
         u = self.rbf.envelope(dist / self.cutoff)                           # (E,): shared by both bases
         rbf = self.rbf(dist, u)                                             # (E, R)
         sbf = self.sbf(dist, triplet_cosines(batch.pos, t), t.idx_kj, u)    # (T, L*R)
+        line_edges = torch.stack([t.idx_kj, t.idx_ji])                      # (2, T): the same in every block
         m = self.emb(batch.z, rbf, i, j)                                    # (E, C)
         atom = self.output_blocks[0](m, rbf, i, n)                          # (N,)
         for block, out in zip(self.interaction_blocks, self.output_blocks[1:]):
-            m = block(m, rbf, sbf, t)
+            m = block(m, rbf, sbf, t, line_edges)
             atom = atom + out(m, rbf, i, n)
         return scatter_sum(atom, batch.batch, batch.num_graphs)             # (B,)
 
