@@ -20,10 +20,12 @@ a change of machine load hits all of them alike; the median over ``--repeats`` r
   before/after ratio in the same run.
 
 The first three use PyTorch's default Adam, like the bare loop. The workloads are the chapters' small-scale
-settings: chapter 9's GNN and EGNN on 200 charged five-body systems (batch 25, hidden 32) and chapter 8's SchNet
-with forces on 40 rattled ethanol molecules (one batch per epoch) and on 200 in batches of 25. ``--scale full``
-uses chapter 9's full sizes (3000 systems, batch 100, hidden 64). Goal: ``train, GraphDataset`` / ``bare`` at most
-1.2. A measurement, not a test.
+settings: chapter 9's GNN and EGNN on 200 charged five-body systems (batch 25, hidden 32), chapter 8's SchNet
+with forces on 40 rattled ethanol molecules (one batch per epoch) and on 200 in batches of 25, and chapter 8's
+small DimeNet++ with forces on the 40. ``--bare-only`` times the bare loop alone: the model's own cost, to compare
+two versions of the models (run it in each checkout; ``benchmarks/count_ops.py`` counts their operations).
+``--scale full`` uses chapter 9's full sizes (3000 systems, batch 100, hidden 64). Goal: ``train, GraphDataset`` /
+``bare`` at most 1.2. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch
 from _common import add_common_arguments, ethanol_batch, set_up, timed
 
 from gdl.data import GraphDataset, collate, nbody_splits, unbatch
-from gdl.nn import EGNN, CoordinateGNN, SchNet
+from gdl.nn import EGNN, CoordinateGNN, DimeNetPlusPlus, SchNet
 from gdl.nn.atomistic import EnergyForces, energy_force_loss
 from gdl.training import adam, train
 
@@ -69,6 +71,14 @@ def workloads(scale: str, device: torch.device) -> dict:
                                                                    40, 5e-3)
     out["ch. 8 SchNet + forces, ethanol (200 frames, batch 25)"] = (schnet, molecules, energy_force_loss(1.0),
                                                                     25, 5e-3)
+
+    def dimenet():                                   # chapter 8's small-scale size, 2 Angstrom cutoff
+        return EnergyForces(DimeNetPlusPlus(num_types=10, cutoff=2.0, hidden_channels=16, num_blocks=1,
+                                            int_emb_size=8, basis_emb_size=4, out_emb_channels=16,
+                                            num_spherical=4, num_radial=4))
+
+    out["ch. 8 DimeNet++ + forces, ethanol (40 frames, batch 40)"] = (dimenet, molecules[:40],
+                                                                      energy_force_loss(1.0), 40, 1e-2)
     return out
 
 
@@ -97,8 +107,9 @@ def train_at(rev: str):
     return module.train
 
 
-def time_workload(build, graphs, loss_fn, bs, lr, device, repeats, warmup, before=None) -> dict[str, float]:
-    """Median seconds per epoch of the four variants, round-robin."""
+def time_workload(build, graphs, loss_fn, bs, lr, device, repeats, warmup, before=None, only=None
+                  ) -> dict[str, float]:
+    """Median seconds per epoch of the variants (those in ``only``, if given), round-robin."""
     torch.manual_seed(0)
     model = build().to(device)
     data = GraphDataset(graphs, device=device)
@@ -114,6 +125,8 @@ def time_workload(build, graphs, loss_fn, bs, lr, device, repeats, warmup, befor
     }
     if before is not None:
         variants["before"] = lambda m: before(m, graphs, None, **common)
+    if only:
+        variants = {k: v for k, v in variants.items() if k in only}
     models = {k: copy.deepcopy(model) for k in variants}
     times = {k: [] for k in variants}
     for i in range(warmup + repeats):
@@ -156,10 +169,20 @@ def main() -> None:
     parser.add_argument("--scale", default="small", choices=["small", "full"])
     parser.add_argument("--only", default="", help="run the workloads whose name contains this text")
     parser.add_argument("--before", default=None, help="also time train as it was at this git revision")
+    parser.add_argument("--bare-only", action="store_true",
+                        help="time the bare loop alone (the model's own cost, e.g. before/after a model change)")
     args = parser.parse_args()
     device = set_up(args)
     before = train_at(args.before) if args.before else None
-    print(f"median of {args.repeats} epochs after {args.warmup} warm-up epochs, the four variants round-robin\n")
+    print(f"median of {args.repeats} epochs after {args.warmup} warm-up epochs, the variants round-robin\n")
+    if args.bare_only:
+        print("| workload | bare loop (ms/epoch) |\n|---|---:|")
+        for name, (build, graphs, loss_fn, bs, lr) in workloads(args.scale, device).items():
+            if args.only in name:
+                med = time_workload(build, graphs, loss_fn, bs, lr, device, args.repeats, args.warmup,
+                                    only=("bare",))
+                print(f"| {name} | {1e3 * med['bare']:.1f} |")
+        return
     extra = f" train at {args.before} |" if before else ""
     print("| workload | bare loop (ms/epoch) | train, GraphDataset | train, list | train, collate (old path) | "
           "train, GraphDataset, fused Adam |" + extra)

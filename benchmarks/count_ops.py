@@ -156,7 +156,7 @@ def main() -> None:
             old = saved[name]["values"]
             if set(values) != set(old):
                 raise SystemExit(f"{name}: different outputs/gradients: {sorted(set(values) ^ set(old))}")
-            worst = max(((v - old[k]).abs().max() / old[k].abs().max().clamp(min=1e-300)).item()
+            worst = max(((v - old[k]).abs().max() / old[k].abs().max().clamp(min=torch.finfo(v.dtype).tiny)).item()
                         for k, v in values.items())
             print(f"{name}: {len(values)} tensors, largest relative difference {worst:.1e}")
         if args.save:
