@@ -69,7 +69,8 @@ class EdgeGeometry(nn.Module):
         """``vec`` (E, 3): :math:`\\vec x_j - \\vec x_i` for every edge ``j -> i``."""
         o3, _ = _e3nn()
         r = torch.sqrt((vec * vec).sum(-1) + torch.finfo(vec.dtype).tiny)    # safe norm: finite grad at 0
-        sh = o3.spherical_harmonics(self.irreps_sh, vec / r[:, None], normalize=False, normalization="component")
+        unit = vec * r.reciprocal()[:, None]                # a product: cheaper derivatives than vec / r
+        sh = o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component")
         return r, sh, self.basis(r), self.envelope(r)
 
 
