@@ -9,12 +9,13 @@ H200 are estimated, by this method:
    first seed followed by ``run`` for the other seeds the same, and chapter 8's ``protocol`` ``len(lrs) - 1 +
    sizes x seeds`` per arm. Data sizes, batch sizes, epoch caps and patience are the chapters' full-scale values.
 2. **Operations.** Each model is built from ``gdl`` with the chapter's arguments at its full-scale size and fed
-   full-scale batches. A ``TorchDispatchMode`` counts the ATen operations (pure view operations skipped: they
-   launch no kernel) of one training step (forward, loss, backward, Adam with ``foreach=True`` as on CUDA), of
-   one validation pass, and of one whole epoch of ``gdl.training.train`` (``ops(2 epochs) - ops(1 epoch)``:
-   every step, the validation pass, the per-epoch gather of the shuffled order, the loss bookkeeping and the copy
-   of the best weights). One epoch is also timed on this CPU (one thread) for reference. Chapters 8 and 9 use the
-   cached small-scale ethanol trajectory for their frames (the counts depend on the shapes, not on the frames).
+   full-scale batches. The ``TorchDispatchMode`` of ``benchmarks/count_ops.py`` counts the ATen operations (pure
+   views and aliases skipped: they launch no kernel) of one training step (forward, loss, backward, Adam with
+   ``foreach=True`` as on CUDA, its arithmetic on the host-side step counters not counted), of one validation
+   pass, and of one whole epoch of ``gdl.training.train`` (``ops(2 epochs) - ops(1 epoch)``: every step, the
+   validation pass, the per-epoch gather of the shuffled order, the loss bookkeeping and the copy of the best
+   weights). One epoch is also timed on this CPU (one thread) for reference. Chapters 8 and 9 use the cached
+   small-scale ethanol trajectory for their frames (the counts depend on the shapes, not on the frames).
 3. **Time per operation.** The models are tiny, so a GPU step costs the host time of issuing its operations (Python,
    dispatcher, autograd, launch), not arithmetic: GPU time = operations x ``c`` (+ the host's augmentation, timed
    here on the CPU, which runs on the host in either case; a GRU, unrolled over time steps on the CPU, counts as
@@ -50,17 +51,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import gdl
 from gdl import training
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from count_ops import OpCounter as _CountOps  # noqa: E402
 
 H200_FLOPS = 50e12          # float32 without tensor cores, a round figure below the H200's 67 TFLOP/s peak
 #: s per operation of one process alone on the H200: chapter 9's old-path epochs (GNN 435 ms, EGNN 625 ms, issue 20)
@@ -72,22 +76,36 @@ DEVICE = torch.device("cpu")
 # ---------------------------------------------------------------------------------------------------------------
 # counting
 # ---------------------------------------------------------------------------------------------------------------
-class OpCounter(TorchDispatchMode):
-    """Counts the ATen operations dispatched inside it, pure view operations excluded (``OpOverload.is_view``:
-    ``view``, ``t``, ``expand``, ``detach`` ... launch no kernel). ``counter.ops`` is the total and
-    ``counter.by_name`` the count per operation."""
+_IN_OPTIMIZER = [0]           # > 0 while an optimiser built by _foreach_adam steps
+
+
+class OpCounter(_CountOps):
+    """The operation counter of ``benchmarks/count_ops.py`` (ATen operations below autograd, pure views and aliases
+    skipped: they launch no kernel), with ``ops`` (the total) and ``by_name``.
+
+    Inside the step of an optimiser from :func:`_foreach_adam`, an operation whose tensors are all 0-dimensional
+    is Adam's arithmetic on its step counters, which stay on the host on CUDA too (``capturable=False``): it is
+    counted in ``host_scalar_ops``, not in ``ops``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops = 0
-        self.by_name: dict[str, int] = {}
+        self.host_scalar_ops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view:
-            self.ops += 1
-            name = func.overloadpacket.__name__
-            self.by_name[name] = self.by_name.get(name, 0) + 1
-        return func(*args, **(kwargs or {}))
+        if _IN_OPTIMIZER[0] and not func.is_view:
+            tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            if tensors and all(t.ndim == 0 for t in tensors):
+                self.host_scalar_ops += 1
+                return func(*args, **(kwargs or {}))
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+    @property
+    def ops(self) -> int:
+        return self.total
+
+    @property
+    def by_name(self) -> dict[str, int]:
+        return dict(self.counts)
 
 
 def count_ops(fn: Callable[[], Any]) -> int:
@@ -97,10 +115,21 @@ def count_ops(fn: Callable[[], Any]) -> int:
     return counter.ops
 
 
+class _MarkedAdam(torch.optim.Adam):
+    """Adam whose step tells :class:`OpCounter` that it runs."""
+
+    def step(self, closure=None):
+        _IN_OPTIMIZER[0] += 1
+        try:
+            return super().step(closure)
+        finally:
+            _IN_OPTIMIZER[0] -= 1
+
+
 def _foreach_adam(params, lr=3e-3, weight_decay=0.0, fused=False):
     """What ``gdl.training.adam`` builds on CUDA: ``foreach`` Adam (PyTorch's default there; on the CPU it would
     use one operation per parameter tensor instead)."""
-    return torch.optim.Adam(list(params), lr=lr, weight_decay=weight_decay, foreach=True)
+    return _MarkedAdam(list(params), lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------

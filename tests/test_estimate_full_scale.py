@@ -88,3 +88,20 @@ def test_gru_counts_as_fused_calls(est):
                        time_epoch=False)
     assert gru["rnn_cpu_ops"] > 20                  # the CPU unrolls the GRU over the set's elements ...
     assert gru["step_ops"] < sets["step_ops"] + 60  # ... which the GPU count replaces by cuDNN's fused calls
+
+
+def test_adam_step_counts_foreach_kernels_not_its_host_counters(est):
+    """foreach Adam issues the same few operations for 2 or 8 parameter tensors; its per-parameter arithmetic on
+    the step counters (0-dimensional, on the host on CUDA too) is counted apart."""
+    counts = {}
+    for layers in (1, 4):
+        model = nn.Sequential(*[nn.Linear(3, 3) for _ in range(layers)])
+        opt = est._foreach_adam(model.parameters())
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(2, 3)).sum().backward()
+            with est.OpCounter() as counter:
+                opt.step()
+        counts[layers] = (counter.ops, counter.host_scalar_ops)
+    assert counts[1][0] == counts[4][0] > 3, counts
+    assert counts[4][1] > counts[1][1] > 0, counts
