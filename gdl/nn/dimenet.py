@@ -64,7 +64,7 @@ class Envelope(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Horner's scheme: 1/x + x^(p-1) (a + x (b + c x)), fewer operations than the sum of powers
         u = x.reciprocal() + x.pow(self.p - 1) * (x * (x * self.c + self.b) + self.a)
-        return torch.where(x < 1.0, u, 0.0)
+        return u * (x < 1.0)
 
 
 def spherical_bessel(lmax: int, x: torch.Tensor) -> torch.Tensor:
@@ -157,8 +157,9 @@ class SphericalBasis(nn.Module):
         arg = self.roots.to(dist.dtype) * x[:, None, None]                      # (E, L, R)
         jl = spherical_bessel(L - 1, arg)                                       # (E, L, R, L): j_l' for every l'
         jl = jl.diagonal(dim1=1, dim2=3)                                        # (E, R, L): j_l(z_ln x)
-        rbf = u[:, None, None] * self.norm.to(dist.dtype) * jl.transpose(1, 2)  # (E, L, R)
-        cbf = legendre(L - 1, cos_angle) * self.ylm_norm.to(dist.dtype)         # (T, L)
+        norm = (self.norm * self.ylm_norm[:, None]).to(dist.dtype)             # (L, R): both normalisations
+        rbf = u[:, None, None] * norm * jl.transpose(1, 2)                      # (E, L, R)
+        cbf = legendre(L - 1, cos_angle)                                        # (T, L): P_l, normalised in rbf
         return (rbf[idx_kj] * cbf[:, :, None]).reshape(-1, L * R)
 
     def extra_repr(self) -> str:
