@@ -44,9 +44,9 @@ class BesselBasis(nn.Module):
         self.register_buffer("n", torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()))
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        n = self.n.to(r.dtype)
-        a = n * math.pi / self.cutoff                       # (K,)
-        return math.sqrt(2.0 / self.cutoff) * a * torch.sinc(r[:, None] * n / self.cutoff)
+        k = self.n.to(r.dtype) / self.cutoff                                 # (K,): n / r_c
+        # sqrt(2/r_c) sin(n pi r / r_c) / r = sqrt(2/r_c) (n pi / r_c) sinc(n r / r_c); one product with r
+        return (math.sqrt(2.0 / self.cutoff) * math.pi) * k * torch.sinc(r[:, None] * k)
 
     def extra_repr(self) -> str:
         return f"num_basis={len(self.n)}, cutoff={self.cutoff}"
