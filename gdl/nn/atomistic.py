@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from gdl.data.graphs import GraphBatch
-from gdl.nn._checks import model_dtype
+from gdl.nn._checks import model_dtype, sum_is_finite
 from gdl.nn.message_passing import scatter_mean, scatter_sum
 from gdl.nn.neighbours import edge_vectors, radius_graph
 
@@ -90,7 +90,7 @@ def _check_tensors(pos: Any, z: Any, batch: Any, num_types: int | None = None) -
     if _checked_before(pos, z, batch, top):
         return                                          # these very tensors, unmodified, passed just before
     # one reduction per tensor and one wait for the device: a finite sum means finite coordinates
-    ok = torch.isfinite(pos.detach().sum())
+    ok = sum_is_finite(pos)
     if len(z):
         lo, hi = torch.aminmax(z)
         ok = ok & (lo >= 0) & (hi < top)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gdl.nn._checks import check_finite, model_dtype
+from gdl.nn._checks import check_finite, model_dtype, sum_is_finite
 from gdl.nn.message_passing import MessagePassing, degree
 
 __all__ = ["EGNNLayer", "EGNN", "CoordinateGNN", "LinearDynamics", "check_points"]
@@ -55,7 +55,7 @@ def _prepare(batch, model: nn.Module, points: tuple[str, ...], features: tuple[s
     names = list(points) + [k for k in features if k in batch] + (["edge_attr"] if edge and "edge_attr" in batch
                                                                    else [])
     floats = [batch[k].detach() for k in names if batch[k].is_floating_point() and batch[k].device.type != "meta"]
-    if floats and not bool(torch.isfinite(torch.stack([t.sum() for t in floats]).sum())):
+    if floats and not bool(sum_is_finite(*floats)):
         check_points(batch, points)
         for name in names[len(points):]:
             check_finite(batch[name], repr(name), owner)
