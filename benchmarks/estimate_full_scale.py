@@ -38,6 +38,10 @@ H200 are estimated, by this method:
    cached per seed on disk: the table assumes the cache exists and prints their cost separately. Each chapter's
    checks before its first training section are added as the H200 took them (run 1); its test metrics, plots and
    later checks are not counted.
+6. **For comparison, one CPU core**: the same runs and typical epochs at the seconds one epoch took on this CPU
+   (one thread, CPU time of one ``train`` call of one epoch, set-up included; PyTorch's CPU Adam), the learned
+   potentials' dynamics at their measured CPU call time. Most of these models are faster per epoch on one CPU
+   core than the GPU estimate: their cost is per operation, and a CPU operation costs a few microseconds.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/estimate_full_scale.py [--chapters 05,09] [--no-time]``
 (about two to four minutes on one core of the shared 2-core machine).
@@ -152,6 +156,7 @@ class Group:
     extra_ops: int = 0                # operations of work that is not training (chapter 8's dynamics) ...
     extra_cpu_s: float = 0.0          # ... and host seconds of it (GFN2-xTB calls)
     extra_note: str = ""
+    extra_on_cpu_s: float = 0.0       # seconds of that work with everything on this CPU (one core)
     measured: dict = field(default_factory=dict)
 
 
@@ -485,8 +490,9 @@ def _xtb_call_seconds(calls: int = 20) -> float:
     return (time.process_time() - start) / calls
 
 
-def _md_call_ops(model: nn.Module) -> int:
-    """Operations of one ``GDLCalculator`` call (energy and forces of one ethanol molecule, float64)."""
+def _md_call(model: nn.Module, calls: int = 50) -> tuple[int, float]:
+    """Operations of one ``GDLCalculator`` call (energy and forces of one ethanol molecule, float64), and its CPU
+    seconds on this machine (median of ``calls``)."""
     from gdl.md import GDLCalculator
 
     calc = GDLCalculator(model.double(), device=DEVICE)
@@ -494,7 +500,14 @@ def _md_call_ops(model: nn.Module) -> int:
     atoms.calc = calc
     atoms.get_forces()
     atoms.positions[0, 0] += 1e-3
-    return count_ops(atoms.get_forces)
+    ops = count_ops(atoms.get_forces)
+    times = []
+    for k in range(calls):
+        atoms.positions[0, 0] += 1e-4 * (-1) ** k
+        start = time.process_time()
+        atoms.get_forces()
+        times.append(time.process_time() - start)
+    return ops, float(np.median(times))
 
 
 def chapter_08(xtb_s: float) -> list[Group]:
@@ -583,12 +596,13 @@ def chapter_08(xtb_s: float) -> list[Group]:
                      loss_fn=energy_force_loss(force_weight=1.0)))
 
     md_steps, md_runs, xtb_runs = 4000, 10, 5
-    call_ops = _md_call_ops(EnergyForces(md_schnet(), **energy_statistics(collate(_ethanol_graphs(8)))))
+    call_ops, call_s = _md_call(EnergyForces(md_schnet(), **energy_statistics(collate(_ethanol_graphs(8)))))
     note = (f"NVE dynamics: {md_runs} x {md_steps} model calls of {call_ops} ops and {xtb_runs} x {md_steps} "
             f"GFN2-xTB calls of {1000 * xtb_s:.1f} ms (CPU)")
     groups.append(Group("08", "MD potentials, 100 frames", "SchNet (two variants x 5 seeds)", md_runs, 3000,
                         typical(140, 50, 3000), "small-scale best epoch + patience 50", md_make,
-                        md_runs * md_steps * call_ops, xtb_runs * md_steps * xtb_s, note))
+                        md_runs * md_steps * call_ops, xtb_runs * md_steps * xtb_s, note,
+                        md_runs * md_steps * call_s + xtb_runs * md_steps * xtb_s))
     return groups
 
 
@@ -815,10 +829,14 @@ def main() -> None:
                   f"{1000 * m.get('cpu_epoch_s', math.nan):.0f} | {g.typical:.0f} / {g.cap} | "
                   f"{fmt_s(seconds(g, c, g.typical))} | {fmt_s(seconds(g, c_hi, g.cap))} |")
 
+    def on_cpu(g: Group) -> float:
+        """The same runs on one core of this CPU: typical epochs x the measured seconds of one epoch."""
+        return g.runs * g.typical * g.measured.get("cpu_epoch_s", math.nan) + g.extra_on_cpu_s
+
     print("\n| chapter | training runs | ops per step / per validation pass | epochs per run, typical / cap | "
           "GPU estimate, typical (range of c) | upper bound (caps) | largest share (typical) | "
-          "arithmetic / launch time, worst step | H200 measured |")
-    print("|---|---:|---|---|---:|---:|---|---:|---|")
+          "arithmetic / launch time, worst step | one core of this CPU, typical | H200 measured |")
+    print("|---|---:|---|---|---:|---:|---|---:|---:|---|")
     over = []
     for ch in dict.fromkeys(g.chapter for g in groups):
         gs = [g for g in groups if g.chapter == ch]
@@ -832,7 +850,8 @@ def main() -> None:
         typs, caps = [g.typical for g in gs], [g.cap for g in gs]
         print(f"| {ch} | {sum(g.runs for g in gs)} | {min(steps)}-{max(steps)} / {min(vals)}-{max(vals)} | "
               f"{min(typs):.0f}-{max(typs):.0f} / {min(caps)}-{max(caps)} | **{fmt_s(typ)}** ({fmt_s(lo)}-"
-              f"{fmt_s(hi)}) | {fmt_s(cap)} | {share} | {arith:.1g} | {H200_CHAPTERS.get(ch, '-')} |")
+              f"{fmt_s(hi)}) | {fmt_s(cap)} | {share} | {arith:.1g} | {fmt_s(before + sum(map(on_cpu, gs)))} | "
+              f"{H200_CHAPTERS.get(ch, '-')} |")
         if typ > 600:
             over.append(ch)
     for g in groups:
