@@ -71,7 +71,7 @@ class History:
         return len(self.loss)
 
     def still_falling(self, window: int | None = None, tol: float = 0.01) -> bool:
-        """Whether the validation loss still fell over the last ``window`` epochs (default: ``patience``).
+        r"""Whether the validation loss still fell over the last ``window`` epochs (default: ``patience``).
 
         The least-squares line through the last ``w`` validation losses, :math:`v_t \approx a + b t`, shows a
         *drop* when :math:`-b (w - 1)` exceeds both ``tol`` times the best loss and two standard errors of that
@@ -132,14 +132,23 @@ def _batch(x: Any, y: Any, idx: torch.Tensor, collate_fn: Callable) -> tuple[Any
 
 
 def adam(params: Any, lr: float = 3e-3, weight_decay: float = 0.0, fused: bool = False) -> torch.optim.Adam:
-    """The optimiser of :func:`train`: Adam; with ``fused=True`` PyTorch's fused kernel (one kernel for all
-    parameters instead of several per parameter tensor; about 4x cheaper per step for chapter 9's GNN on a CPU)
-    when every parameter is a float tensor on the CPU or a CUDA device. The update rule is the same, but the
-    rounding differs, so long runs drift apart from the default implementation's."""
+    r"""The optimiser of :func:`train`: Adam,
+
+    .. math:: m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2,\quad
+              \theta_t = \theta_{t-1} - \eta\, \frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon},
+
+    in PyTorch's multi-tensor ("foreach") form on every device: one call per operation for all parameter tensors
+    instead of one per tensor (on a GPU that is PyTorch's default already; on the CPU it gives bitwise the same
+    parameters as the per-tensor loop, tested, with about a third fewer operations per step for chapter 9's
+    models). With ``fused=True``, PyTorch's fused kernel (one kernel for all parameters; about 4x cheaper per
+    step for chapter 9's GNN on a CPU) when every parameter is a float tensor on the CPU or a CUDA device: the
+    update rule is the same, but the rounding differs, so long runs drift apart from the default's."""
     params = list(params)
     fused = fused and bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
                                            for p in params)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
+    if fused:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def _fits(nbytes: int, dev: torch.device) -> bool:

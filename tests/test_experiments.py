@@ -117,3 +117,27 @@ def test_a_spike_far_above_a_near_zero_best_is_not_divergence():
 
     h = train(Spiky(), x, y, epochs=12, lr=1e-3, val=val, patience=20, **KW)
     assert h.stop_reason == "cap" and max(h.val_loss) / min(h.val_loss) > 1e3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adam_is_the_multi_tensor_form_with_the_per_tensor_loops_parameters(dtype):
+    from gdl.training import adam
+
+    def final(make):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1)).to(dtype)
+        opt = make(model.parameters())
+        g = torch.Generator().manual_seed(1)
+        for _ in range(200):
+            x = torch.randn(32, 4, generator=g, dtype=dtype)
+            loss = (model(x) - x.sum(1, keepdim=True).sin()).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    opt = adam(nn.Linear(2, 2).parameters(), lr=1e-2, weight_decay=1e-4)
+    assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
+    mine = final(lambda ps: adam(ps, lr=1e-2, weight_decay=1e-4))
+    loop = final(lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-4, foreach=False))
+    assert torch.equal(mine, loop)                                 # bitwise: the chapters' runs are unchanged
