@@ -181,3 +181,14 @@ def test_learning_curve_stops_on_the_validation_loss():
     assert plain[0]["epochs"] == 3 and plain[0]["best_epoch"] == 3 and 0 <= plain[0]["accuracy"] <= 1
     with pytest.raises(ValueError, match="max_epochs and patience must be positive"):
         learning_curve({"p4": (build, None)}, data, [10], [0], max_epochs=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotate_images_with_one_angle_per_image_equals_rotating_each_alone(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(9, 2, 12, 12, dtype=dtype, generator=g)
+    angles = torch.tensor([17.5, 90.0, -3.0, 17.5, 180.0, 359.0, 45.0, -270.0, 0.25], dtype=torch.float64)
+    together = rotate_images(x, angles)                         # quarter turns by rot90, the rest in one resampling
+    for i in range(len(x)):
+        alone = rotate_images(x[i:i + 1], float(angles[i]))
+        assert torch.equal(together[i:i + 1], alone), (i, float(angles[i]))

@@ -101,9 +101,11 @@ def rotate_images(x: torch.Tensor, angles_deg: torch.Tensor | float) -> torch.Te
     if not quarter.all():
         so2 = SO2()
         turn = RotateImageAction(so2)
-        for angle in torch.unique(angles[~quarter]).tolist():     # one call per distinct angle
-            sel = angles == angle
-            out[sel] = turn(so2.element(math.radians(angle)), x[sel])
+        turn.check_input(x)
+        other = (~quarter).nonzero().flatten()
+        matrices = {a: turn.sampling_matrix(so2.element(math.radians(a))) for a in angles[other].unique().tolist()}
+        mats = torch.stack([matrices[a] for a in angles[other].tolist()])
+        out[other] = turn.resample(x[other], mats)                 # one resampling for every other angle
     return out
 
 

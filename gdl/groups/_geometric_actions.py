@@ -57,17 +57,25 @@ class RotateImageAction(Action):
         if not torch.is_tensor(x) or x.ndim < 3 or x.shape[-1] != x.shape[-2] or not x.is_floating_point():
             raise ShapeError(f"{self} expects float square images of shape (..., C, H, H), got {_shape(x)}")
 
-    def _act(self, g, x):
+    def sampling_matrix(self, g) -> torch.Tensor:
+        r"""The float64 2x2 matrix that maps an output pixel's normalised ``(u, v)`` (v down) to the input position
+        it reads: :math:`S Q_g^\top S` with :math:`S = \mathrm{diag}(1, -1)`."""
         Q = self.group.standard_matrix(g.value)                # acts on (x, y) with y up
         S = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
-        A = S @ Q.T @ S                                        # output (u, v) -> input (u, v), v down
+        return S @ Q.T @ S                                     # output (u, v) -> input (u, v), v down
+
+    def resample(self, x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)``, each resampled with its own ``(2, 2)`` matrix from :meth:`sampling_matrix`
+        (``matrices``: ``(B, 2, 2)`` or ``(2, 2)`` for all): one ``grid_sample`` for the whole batch, each image
+        bitwise as if resampled alone."""
+        theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype, device=x.device)
+        theta[:, :, :2] = matrices.to(dtype=x.dtype, device=x.device)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
+
+    def _act(self, g, x):
         *batch, C, H, W = x.shape
-        flat = x.reshape(-1, C, H, W)
-        theta = torch.zeros(flat.shape[0], 2, 3, dtype=x.dtype, device=x.device)
-        theta[:, :, :2] = A.to(dtype=x.dtype, device=x.device)
-        grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
-        out = F.grid_sample(flat, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
-        return out.reshape(*batch, C, H, W)
+        return self.resample(x.reshape(-1, C, H, W), self.sampling_matrix(g)).reshape(*batch, C, H, W)
 
     def random_input(self, batch=4, dtype=torch.float64, generator=None):
         """Smooth random images (sums of Gaussian blobs) vanishing outside the inscribed disk, 33x33."""
