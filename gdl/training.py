@@ -235,7 +235,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
           augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
           progress: bool | str = True, val: tuple[Any, torch.Tensor | None] | None = None,
           patience: int | None = None, collate_fn: Callable = collate, preload: bool | None = None,
-          fused: bool = False) -> History:
+          fused: bool = False, until_flat: bool = False) -> History:
     """Train ``model`` in place with Adam on ``(x, y)`` and return the per-epoch training loss.
 
     Each epoch visits the samples in a seeded random order; ``augment(batch, generator)`` (for example
@@ -267,6 +267,11 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
             when the data fit in device memory, else on the host (``None``, the default). The batches, and so the
             losses, are the same either way; the first path saves the per-step Python work.
         fused: use the fused Adam kernel (:func:`adam`): fewer kernel launches per step, different rounding.
+        until_flat: with ``patience``, do not stop while the validation loss is still falling
+            (:meth:`History.still_falling` over the last ``patience`` epochs): training goes on, epoch by epoch,
+            until the trend flattens (``"converged"``), a new best resets the wait, or ``epochs`` is reached
+            (``"cap"``). A run that ends ``"converged"`` is then :attr:`History.converged` by construction; runs
+            that would have stopped on a flat loss stop exactly where they did without it.
     """
     _check_data(x, y)
     if y is None and loss_fn is None:
@@ -318,7 +323,7 @@ def train(model: nn.Module, x: Any, y: torch.Tensor | None, *, epochs: int = 20,
             else:
                 waited += 1
             bar.set_postfix(val_loss=f"{v:.3g}", refresh=False)   # shown at the bar's next (rate-limited) refresh
-            if patience is not None and waited >= patience:
+            if patience is not None and waited >= patience and not (until_flat and history.still_falling()):
                 history.stop_reason = "converged"
                 break
     if best_state is not None:

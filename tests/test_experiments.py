@@ -141,3 +141,26 @@ def test_adam_is_the_multi_tensor_form_with_the_per_tensor_loops_parameters(dtyp
     mine = final(lambda ps: adam(ps, lr=1e-2, weight_decay=1e-4))
     loop = final(lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-4, foreach=False))
     assert torch.equal(mine, loop)                                 # bitwise: the chapters' runs are unchanged
+
+
+def test_until_flat_keeps_training_while_the_validation_loss_still_falls():
+    # a validation loss scripted per epoch: best at epoch 3, then a spike and a slow recovery that never beats it
+    script = [1.0, 0.5, 0.45, 0.4, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.47, 0.46, 0.45] + [0.45] * 30
+
+    def scripted(output, target):
+        if torch.is_grad_enabled():                                # a training step: an ordinary loss
+            return (output - target).pow(2).mean()
+        scripted.calls += 1
+        return output.new_tensor(script[scripted.calls - 1])
+
+    (x, y), val = _regression(), _regression(64, seed=1)
+    runs = {}
+    for flat in (False, True):
+        scripted.calls = 0
+        torch.manual_seed(0)
+        runs[flat] = train(nn.Linear(4, 1), x, y, epochs=40, lr=1e-3, val=val, patience=5, loss_fn=scripted,
+                           batch_size=1000, progress=False, until_flat=flat)
+    plain, patient = runs[False], runs[True]
+    assert plain.stop_reason == "converged" and plain.epochs == 9 and not plain.converged   # stopped mid-descent
+    assert patient.stop_reason == "converged" and patient.converged and patient.epochs > plain.epochs
+    assert patient.best_epoch == plain.best_epoch == 3
