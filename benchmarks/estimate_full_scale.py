@@ -341,7 +341,7 @@ def chapter_04() -> list[Group]:
     from gdl.weight_sharing import EquivariantMLP
 
     D8 = DihedralGroup(8)
-    sizes, n_seeds, epochs = [8, 16, 32, 64, 128, 256, 512, 1024], 6, 2000
+    sizes, n_seeds, epochs = [8, 16, 32, 64, 128, 256, 512, 1024], 4, 2000      # 4 seeds since 2026-12-04 evening
 
     def equivariant():
         return EquivariantMLP(PermutationRep(D8), 2 * RegularRep(D8), TrivialRep(D8))
@@ -352,7 +352,7 @@ def chapter_04() -> list[Group]:
     def make(build, n):
         def inner():
             x = torch.randn(n, 8)
-            return build, dict(x=x, y=(x - x.roll(1, -1)).abs().sum(-1, keepdim=True), batch_size=min(n, 256),
+            return build, dict(x=x, y=(x - x.roll(1, -1)).abs().sum(-1, keepdim=True), batch_size=n,
                                loss_fn=mse)
         return inner
 
@@ -418,7 +418,7 @@ def chapter_07() -> list[Group]:
     from gdl.data import GraphDataset, digit_sets, hub_graphs
     from gdl.nn import GNN, AdjacencyMLP, DeepSets, GRUSetBaseline
 
-    width, cap, patience, runs = 128, 400, 8, runs_compare(2, 5)
+    width, cap, patience, runs = 128, 400, 8, runs_compare(2, 3)          # 3 seeds at full scale
 
     def tanh_deepsets():
         model = DeepSets(64, width, 1, rho_layers=2)
@@ -455,7 +455,7 @@ def chapter_07() -> list[Group]:
     g_cap, g_patience = 300, 20
     for name, build, best in (("GIN", lambda: GNN(1, 32, 2, num_layers=3, conv="gin", readout="sum"), 35),
                               ("MLP on the adjacency matrix", lambda: AdjacencyMLP(16, 64, 2), 4)):
-        groups.append(Group("07", "hub graphs", name, runs_compare(2, 5), g_cap, typical(best, g_patience, g_cap),
+        groups.append(Group("07", "hub graphs", name, runs_compare(2, 3), g_cap, typical(best, g_patience, g_cap),
                             "small-scale best epoch + patience 20", lambda build=build: (build, graphs())))
     return groups
 
@@ -623,12 +623,13 @@ def chapter_09() -> list[Group]:
         return dict(x=GraphDataset(train.graphs()), y=None, val=(GraphDataset(val.graphs()), None), batch_size=100,
                     loss_fn=nbody_mse)
 
-    cap, patience, hidden = 500, 30, 64
-    models = {"Linear": (LinearDynamics, 111),
-              "GNN": (lambda: CoordinateGNN(1, hidden, 4, edge_features=1, node_features=("q",)), 16),
-              "EGNN": (lambda: EGNN(1, hidden, 4, edge_features=1, velocity=True, node_features=("q",)), 124)}
+    # best epochs: the mean of the three seeds' runs at full scale on the CPU (2026-12-04, 21:05 UTC, lr 2e-3)
+    cap, patience, hidden = 800, 30, 64
+    models = {"Linear": (LinearDynamics, 25),
+              "GNN": (lambda: CoordinateGNN(1, hidden, 4, edge_features=1, node_features=("q",)), 102),
+              "EGNN": (lambda: EGNN(1, hidden, 4, edge_features=1, velocity=True, node_features=("q",)), 169)}
     groups = [Group("09", "N-body", name, runs_compare(2, 3), cap, typical(best, patience, cap),
-                    "small-scale best epoch + patience 30", lambda build=build: (build, nbody()))
+                    "full-scale best epoch (CPU run) + patience 30", lambda build=build: (build, nbody()))
               for name, (build, best) in models.items()]
 
     def ethanol(build):
@@ -640,7 +641,7 @@ def chapter_09() -> list[Group]:
                          loss_fn=energy_force_loss(force_weight=1.0)))
         return inner
 
-    for cutoff in (2.0, 4.5):
+    for cutoff in (2.0,):                      # the 4.5 A comparison left the chapter on 2026-12-04
         for name, best, build in (
                 ("NequIP-style", 147, lambda c=cutoff: NequIP(num_types=10, hidden_irreps="16x0e + 8x1o", lmax=1,
                                                              num_layers=2, cutoff=c)),
