@@ -49,6 +49,8 @@ from typing import NamedTuple
 
 import torch
 
+from gdl.nn._checks import sum_is_finite
+
 __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Triplets", "triplet_angles",
            "triplet_cosines", "METHODS"]
 
@@ -63,7 +65,7 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
     if not torch.is_tensor(pos) or pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
         raise ValueError(f"pos must be a float tensor of shape (N, 3), got "
                          f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
-    if not math.isfinite(float(pos.detach().sum())):        # one reduction; the atom search only when something is off
+    if not bool(sum_is_finite(pos)):                    # one reduction; the atom search only when something is off
         bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
         if bad:
             raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}"
