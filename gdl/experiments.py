@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from gdl.parallel import starmap
 from gdl.training import fit
 
-__all__ = ["tune_lr", "run", "compare", "spread", "table", "describe", "assert_converged"]
+__all__ = ["tune_lr", "run", "compare", "spread", "table", "describe", "assert_converged", "pick_lr"]
 
 Metric = Callable[[nn.Module], float]
 
@@ -71,7 +72,7 @@ def run(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, Any],
 
 
 def tune_lr(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, Any], lrs: Sequence[float],
-            seed: int = 0, return_row: bool = False,
+            seed: int = 0, return_row: bool = False, workers: int | None = None,
             **train_kwargs) -> tuple[float, dict[float, float]] | tuple[float, dict[float, float], dict]:
     """The learning rate of ``lrs`` whose run reaches the lowest validation loss, every candidate trained with
     the same ``train_kwargs`` (so the same epoch limit and patience: one budget).
@@ -79,24 +80,41 @@ def tune_lr(build: Callable[[], nn.Module], x: Any, y: Any, *, val: tuple[Any, A
     Returns:
         ``(best_lr, {lr: best validation loss})``; a diverged run scores ``inf``. With ``return_row=True`` also
         the winning run's row (see :func:`run`; ``train_kwargs`` may hold ``metrics`` and ``name``), so that it
-        can serve as the run of ``seed`` instead of being trained again.
+        can serve as the run of ``seed`` instead of being trained again. The candidates train at the same time
+        in ``workers`` processes (default :func:`gdl.parallel.workers`; see :mod:`gdl.parallel`).
     """
     if not lrs:
         raise ValueError("lrs must hold at least one learning rate")
-    scores, rows = {}, {}
-    for lr in lrs:
-        rows[lr] = run(build, x, y, val=val, lr=lr, seed=seed, **train_kwargs)
-        scores[lr] = rows[lr]["best_val_loss"] if rows[lr]["stop_reason"] != "diverged" else math.inf
+    rows = starmap(_run, [(dict(build=build, x=x, y=y, val=val, lr=lr, seed=seed, **train_kwargs),) for lr in lrs],
+                   workers=workers, progress=False)
+    best, scores = pick_lr(dict(zip(lrs, rows)))
+    return (best, scores, rows[list(lrs).index(best)]) if return_row else (best, scores)
+
+
+def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run` with its arguments in one dict: one call of :func:`gdl.parallel.starmap`."""
+    return run(**kwargs)
+
+
+def pick_lr(rows: Mapping[float, dict[str, Any]]) -> tuple[float, dict[float, float]]:
+    """The learning rate whose run has the lowest best validation loss (a diverged run scores ``inf``), and every
+    score; the scores are also stored in the winning row as ``lr_scores``.
+
+    Args:
+        rows: ``lr -> row`` of :func:`run`, the candidates trained under one budget (for a chapter that trains
+            them itself, e.g. in parallel with :func:`gdl.parallel.starmap`).
+    """
+    scores = {lr: row["best_val_loss"] if row["stop_reason"] != "diverged" else math.inf for lr, row in rows.items()}
     best = min(scores, key=scores.__getitem__)
     if not math.isfinite(scores[best]):
-        raise RuntimeError(f"every learning rate in {list(lrs)} diverged")
+        raise RuntimeError(f"every learning rate in {list(rows)} diverged")
     rows[best]["lr_scores"] = scores
-    return (best, scores, rows[best]) if return_row else (best, scores)
+    return best, scores
 
 
 def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, val: tuple[Any, Any],
             seeds: Iterable[int], lrs: Sequence[float] | Mapping[str, float],
-            metrics: Mapping[str, Metric] | None = None, tune_seed: int = 0,
+            metrics: Mapping[str, Metric] | None = None, tune_seed: int = 0, workers: int | None = None,
             **train_kwargs) -> list[dict[str, Any]]:
     """Train every model on the same data for every seed, each with its own tuned learning rate.
 
@@ -104,24 +122,38 @@ def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, va
         models: ``name -> build``.
         lrs: a grid searched per model with :func:`tune_lr` (seed ``tune_seed``; the winning run is reused as
             that seed's run), or ``name -> lr`` already chosen.
+        workers: runs trained at the same time, each in its own process (default :func:`gdl.parallel.workers`:
+            one at the small scale). First every model's learning-rate candidates, then every remaining
+            (model, seed) run; the rows are the same as one after another, to round-off.
         seeds, metrics, train_kwargs: as in :func:`run`.
 
     Returns:
-        one row per (model, seed); the chosen learning rate is in ``row["lr"]`` and the grid's scores in
-        ``row["lr_scores"]``.
+        one row per (model, seed), models in the order given; the chosen learning rate is in ``row["lr"]`` and
+        the grid's scores in ``row["lr_scores"]``.
     """
+    seeds = list(seeds)
+    common = dict(x=x, y=y, val=val, metrics=metrics, **train_kwargs)
+    chosen, scores, done = {}, {}, {}
+    if isinstance(lrs, Mapping):
+        chosen = {name: lrs[name] for name in models}
+    else:
+        if not lrs:
+            raise ValueError("lrs must hold at least one learning rate")
+        tries = [(name, lr) for name in models for lr in lrs]
+        tried = starmap(_run, [(dict(build=models[name], lr=lr, seed=tune_seed, name=name, **common),)
+                               for name, lr in tries], workers=workers, progress=False)
+        for name in models:
+            chosen[name], scores[name] = pick_lr({lr: row for (n, lr), row in zip(tries, tried) if n == name})
+            done[name] = next(row for (n, lr), row in zip(tries, tried) if n == name and lr == chosen[name])
+    todo = [(name, seed) for name in models for seed in seeds if not (name in done and seed == tune_seed)]
+    trained = starmap(_run, [(dict(build=models[name], lr=chosen[name], seed=seed, name=name, **common),)
+                             for name, seed in todo], workers=workers, progress=False)
+    by_run = dict(zip(todo, trained))
     rows = []
-    for name, build in models.items():
-        done = {}
-        if isinstance(lrs, Mapping):
-            lr, scores = lrs[name], {}
-        else:
-            lr, scores, done[tune_seed] = tune_lr(build, x, y, val=val, lrs=lrs, seed=tune_seed, return_row=True,
-                                                  metrics=metrics, name=name, **train_kwargs)
+    for name in models:
         for seed in seeds:
-            row = done.get(seed) or run(build, x, y, val=val, lr=lr, seed=seed, metrics=metrics, name=name,
-                                        **train_kwargs)
-            row["lr_scores"] = scores
+            row = done[name] if name in done and seed == tune_seed else by_run[(name, seed)]
+            row["lr_scores"] = scores.get(name, {})
             rows.append(row)
     return rows
 
