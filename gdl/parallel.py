@@ -8,9 +8,12 @@ hands the runs to ``workers`` processes instead, so ``k`` cores issue operations
 GPU all of them share the device, which has room for many such streams of small kernels.
 
 A run gives the same result in a worker as in the notebook's own process (to floating-point round-off: a worker
-uses one thread per core, and a reduction split over a different number of threads adds in another order),
-because every run seeds itself (:func:`gdl.training.fit` seeds torch from the run's seed) and nothing is shared
-between runs. Results come back in the order of the calls.
+uses one thread per core, and a reduction split over a different number of threads adds in another order): every
+call starts from the random state the caller had when the map began (Python's, NumPy's and torch's global
+generators), in a worker as in this process, and the map leaves the caller's state as it found it. So nothing a
+run draws depends on the runs before it or on the number of workers, and neither does anything the notebook draws
+after the map (runs normally seed themselves too: :func:`gdl.training.fit` seeds torch from the run's seed).
+Results come back in the order of the calls.
 
 Workers are separate Python processes started afresh (joblib's ``loky`` backend), not forks, so CUDA works in
 them; functions defined in a notebook are sent to them by value (cloudpickle), and so are the tensors they use.
@@ -19,9 +22,12 @@ them; functions defined in a notebook are sent to them by value (cloudpickle), a
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from gdl._runtime import scaled
@@ -56,6 +62,27 @@ def workers() -> int:
 _default_workers = workers      # starmap's argument of the same name hides the function
 
 
+def _random_state() -> tuple:
+    """The global generators' states: Python's, NumPy's and torch's (CPU; CUDA's where CUDA is initialised)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def _set_random_state(state: tuple) -> None:
+    python, numpy_state, torch_state, cuda = state
+    random.setstate(python)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+    if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() >= len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _call(fn: Callable[..., Any], args: tuple, state: tuple) -> Any:
+    """``fn(*args)`` from the random state ``state``: one call of :func:`starmap`, here or in a worker."""
+    _set_random_state(state)
+    return fn(*args)
+
+
 def starmap(fn: Callable[..., Any], calls: Iterable[Sequence[Any]], *, workers: int | None = None,
             desc: str | None = None, progress: bool = True) -> list[Any]:
     """``[fn(*args) for args in calls]``, the calls shared among ``workers`` processes.
@@ -69,29 +96,31 @@ def starmap(fn: Callable[..., Any], calls: Iterable[Sequence[Any]], *, workers: 
         desc: label of the progress bar (one tick per finished run).
 
     Returns:
-        the results, in the order of ``calls``. A run that raises stops the whole map with its exception.
+        the results, in the order of ``calls``. A run that raises stops the whole map with its exception. Every
+        call starts from the random state this process had when the map began, which it has again afterwards.
     """
     calls = [tuple(args) for args in calls]
     k = _default_workers() if workers is None else int(workers)
     if k < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     k = min(k, len(calls))
+    state = _random_state()
     bar = tqdm(total=len(calls), desc=desc, disable=not progress)
+    results = []
     try:
         if k <= 1:
-            results = []
             for args in calls:
-                results.append(fn(*args))
+                results.append(_call(fn, args, state))
                 bar.update()
-            return results
-        from joblib import Parallel, delayed
+        else:
+            from joblib import Parallel, delayed
 
-        # max_nbytes=None: arrays travel by value (no read-only memory maps that an in-place operation would fail on)
-        pool = Parallel(n_jobs=k, backend="loky", return_as="generator", max_nbytes=None)
-        results = []
-        for result in pool(delayed(fn)(*args) for args in calls):
-            results.append(result)
-            bar.update()
-        return results
+            # max_nbytes=None: arrays travel by value (no read-only memory maps an in-place operation would fail on)
+            pool = Parallel(n_jobs=k, backend="loky", return_as="generator", max_nbytes=None)
+            for result in pool(delayed(_call)(fn, args, state) for args in calls):
+                results.append(result)
+                bar.update()
     finally:
         bar.close()
+        _set_random_state(state)
+    return results

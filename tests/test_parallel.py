@@ -94,3 +94,27 @@ def test_tune_lr_in_worker_processes_picks_the_same_rate():
     one = tune_lr(_build, x, y, val=val, lrs=(1e-3, 1e-2, 3e-2), workers=1, **KW)
     two = tune_lr(_build, x, y, val=val, lrs=(1e-3, 1e-2, 3e-2), workers=2, **KW)
     assert one[0] == two[0] and one[1] == pytest.approx(two[1], rel=1e-5)
+
+
+def _draws(_):
+    import random
+
+    import numpy as np
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def test_every_call_starts_from_the_callers_random_state_and_leaves_it_unchanged():
+    import random
+
+    import numpy as np
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    expected = _draws(None)                              # what a call drawing from the global generators sees
+    for k in (1, 2):
+        random.seed(5)
+        np.random.seed(5)
+        torch.manual_seed(5)
+        results = starmap(_draws, [(i,) for i in range(3)], workers=k, progress=False)
+        assert results == [expected] * 3, k              # not the runs before it, not the number of workers
+        assert _draws(None) == expected, k               # the caller's generators are where the map found them
