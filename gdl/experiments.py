@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from torch import nn
 from gdl.parallel import starmap
 from gdl.training import fit
 
-__all__ = ["tune_lr", "run", "compare", "spread", "table", "describe", "assert_converged", "pick_lr"]
+__all__ = ["tune_lr", "run", "compare", "spread", "table", "describe", "assert_converged", "pick_lr", "sweep"]
 
 Metric = Callable[[nn.Module], float]
 
@@ -112,15 +113,76 @@ def pick_lr(rows: Mapping[float, dict[str, Any]]) -> tuple[float, dict[float, fl
     return best, scores
 
 
+def sweep(run_one: Callable[..., dict[str, Any]], jobs: Iterable[Sequence[Any]], *, seeds: Iterable[int],
+          lrs: Sequence[float] | Callable[[tuple], Sequence[float]], tune_seed: int | None = None,
+          workers: int | None = None, desc: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """The protocol for jobs (a model, or a model at one training-set size ...) that each get their own learning
+    rate: ``run_one(*job, seed, lr)`` trains one run and returns its row (as :func:`run` does).
+
+    For every job, each candidate learning rate trains at ``tune_seed`` (default: the first seed) and
+    :func:`pick_lr` keeps the one with the lowest best validation loss; that run is the job's run for
+    ``tune_seed``, and its other seeds train with the same rate. The runs are independent, so the candidates of
+    all jobs form one :func:`gdl.parallel.starmap` and the remaining (job, seed) runs a second: with ``workers``
+    processes (default :func:`gdl.parallel.workers`) they train at the same time, with the rows they would have
+    one after another.
+
+    Args:
+        run_one: ``run_one(*job, seed, lr) -> row``; with several workers it must be picklable by cloudpickle (a
+            function defined in a notebook is).
+        jobs: one tuple of arguments per job.
+        lrs: the candidates, the same for every job or ``lrs(job)``; a single candidate is used as it is.
+
+    Returns:
+        one row per (job, seed), jobs in the order given, seeds in that order within a job; every row holds the
+        candidates' scores as ``lr_scores`` (empty where there was a single candidate).
+    """
+    jobs, seeds = [tuple(job) for job in jobs], list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    tune_seed = seeds[0] if tune_seed is None else tune_seed
+    candidates = {job: list(lrs(job) if callable(lrs) else lrs) for job in jobs}
+    for job, grid in candidates.items():
+        if not grid:
+            raise ValueError(f"no learning rate to try for job {job}")
+    chosen, scores, done = {}, {}, {}
+    tries = [(job, lr) for job in jobs if len(candidates[job]) > 1 for lr in candidates[job]]
+    tried = starmap(run_one, [(*job, tune_seed, lr) for job, lr in tries], workers=workers, progress=progress,
+                    desc=f"{desc}: learning rates" if desc else None)
+    for job in jobs:
+        if len(candidates[job]) == 1:
+            chosen[job], scores[job] = candidates[job][0], {}
+            continue
+        mine = {lr: row for (j, lr), row in zip(tries, tried) if j == job}
+        chosen[job], scores[job] = pick_lr(mine)
+        done[job] = mine[chosen[job]]
+    todo = [(job, seed) for job in jobs for seed in seeds if not (job in done and seed == tune_seed)]
+    trained = dict(zip(todo, starmap(run_one, [(*job, seed, chosen[job]) for job, seed in todo], workers=workers,
+                                     progress=progress, desc=f"{desc}: seeds" if desc else None)))
+    rows = []
+    for job in jobs:
+        for seed in seeds:
+            row = done[job] if job in done and seed == tune_seed else trained[job, seed]
+            row["lr_scores"] = scores[job]
+            rows.append(row)
+    return rows
+
+
+def _compare_run(models: Mapping[str, Callable[[], nn.Module]], common: dict[str, Any], name: str, seed: int,
+                 lr: float) -> dict[str, Any]:
+    """One run of :func:`compare`: model ``name`` at ``seed`` and ``lr``."""
+    return run(models[name], lr=lr, seed=seed, name=name, **common)
+
+
 def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, val: tuple[Any, Any],
             seeds: Iterable[int], lrs: Sequence[float] | Mapping[str, float],
             metrics: Mapping[str, Metric] | None = None, tune_seed: int = 0, workers: int | None = None,
             **train_kwargs) -> list[dict[str, Any]]:
-    """Train every model on the same data for every seed, each with its own tuned learning rate.
+    """Train every model on the same data for every seed, each with its own tuned learning rate
+    (:func:`sweep` with one job per model).
 
     Args:
         models: ``name -> build``.
-        lrs: a grid searched per model with :func:`tune_lr` (seed ``tune_seed``; the winning run is reused as
+        lrs: a grid searched per model as :func:`tune_lr` does (seed ``tune_seed``; the winning run is reused as
             that seed's run), or ``name -> lr`` already chosen.
         workers: runs trained at the same time, each in its own process (default :func:`gdl.parallel.workers`:
             one at the small scale). First every model's learning-rate candidates, then every remaining
@@ -131,31 +193,12 @@ def compare(models: Mapping[str, Callable[[], nn.Module]], x: Any, y: Any, *, va
         one row per (model, seed), models in the order given; the chosen learning rate is in ``row["lr"]`` and
         the grid's scores in ``row["lr_scores"]``.
     """
-    seeds = list(seeds)
+    if not isinstance(lrs, Mapping) and not lrs:
+        raise ValueError("lrs must hold at least one learning rate")
     common = dict(x=x, y=y, val=val, metrics=metrics, **train_kwargs)
-    chosen, scores, done = {}, {}, {}
-    if isinstance(lrs, Mapping):
-        chosen = {name: lrs[name] for name in models}
-    else:
-        if not lrs:
-            raise ValueError("lrs must hold at least one learning rate")
-        tries = [(name, lr) for name in models for lr in lrs]
-        tried = starmap(_run, [(dict(build=models[name], lr=lr, seed=tune_seed, name=name, **common),)
-                               for name, lr in tries], workers=workers, progress=False)
-        for name in models:
-            chosen[name], scores[name] = pick_lr({lr: row for (n, lr), row in zip(tries, tried) if n == name})
-            done[name] = next(row for (n, lr), row in zip(tries, tried) if n == name and lr == chosen[name])
-    todo = [(name, seed) for name in models for seed in seeds if not (name in done and seed == tune_seed)]
-    trained = starmap(_run, [(dict(build=models[name], lr=chosen[name], seed=seed, name=name, **common),)
-                             for name, seed in todo], workers=workers, progress=False)
-    by_run = dict(zip(todo, trained))
-    rows = []
-    for name in models:
-        for seed in seeds:
-            row = done[name] if name in done and seed == tune_seed else by_run[(name, seed)]
-            row["lr_scores"] = scores.get(name, {})
-            rows.append(row)
-    return rows
+    grid = (lambda job: [lrs[job[0]]]) if isinstance(lrs, Mapping) else list(lrs)
+    return sweep(partial(_compare_run, models, common), [(name,) for name in models], seeds=seeds, lrs=grid,
+                 tune_seed=tune_seed, workers=workers, progress=False)
 
 
 def spread(rows: Iterable[Mapping[str, Any]], key: str, **where: Any) -> dict[str, float]:

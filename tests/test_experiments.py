@@ -1,6 +1,8 @@
 """The experiment protocol: stop reasons, the convergence check (which must fail on capped or still-improving
 runs), divergence, the learning-rate sweep and the table."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -164,3 +166,27 @@ def test_until_flat_keeps_training_while_the_validation_loss_still_falls():
     assert plain.stop_reason == "converged" and plain.epochs == 9 and not plain.converged   # stopped mid-descent
     assert patient.stop_reason == "converged" and patient.converged and patient.epochs > plain.epochs
     assert patient.best_epoch == plain.best_epoch == 3
+
+
+def _fake_run(name, size, seed, lr):
+    """A row as gdl.experiments.run returns it, without training: model "b" does best at the larger rate."""
+    loss = abs(lr - (0.1 if name == "b" else 0.01)) + size / 1000 + seed / 100
+    return {"model": name, "n": size, "seed": seed, "lr": lr, "best_val_loss": loss,
+            "stop_reason": "diverged" if lr > 0.5 else "converged"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sweep_tunes_each_job_then_trains_its_other_seeds(workers):
+    from gdl.experiments import sweep
+
+    jobs = [("a", 10), ("b", 10), ("b", 20)]
+    rows = sweep(_fake_run, jobs, seeds=[3, 4], lrs=[0.01, 0.1, 1.0], workers=workers, progress=False)
+    assert [(r["model"], r["n"], r["seed"]) for r in rows] == [(*job, s) for job in jobs for s in (3, 4)]
+    assert [r["lr"] for r in rows] == [0.01, 0.01, 0.1, 0.1, 0.1, 0.1]       # the diverged 1.0 never wins
+    assert rows[0]["lr_scores"][1.0] == math.inf and rows[0]["lr_scores"] is rows[1]["lr_scores"]
+    # per-job candidates; a single candidate is used as it is, with no scores
+    rows = sweep(_fake_run, jobs, seeds=[0], lrs=lambda job: [0.3] if job[0] == "a" else [0.01, 0.1],
+                 workers=workers, progress=False)
+    assert [r["lr"] for r in rows] == [0.3, 0.1, 0.1] and rows[0]["lr_scores"] == {}
+    with pytest.raises(ValueError, match="no learning rate"):
+        sweep(_fake_run, jobs, seeds=[0], lrs=[], progress=False)
