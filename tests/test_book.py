@@ -45,6 +45,14 @@ def test_first_cell_is_the_colab_setup(notebook: Path):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_last_cell_prints_the_chapters_wall_time(notebook: Path):
+    """Every chapter reports its own wall time, run top to bottom (issue 20: full-scale times are read off it)."""
+    code = [c for c in jupytext.read(notebook.with_suffix(".md")).cells if c.cell_type == "code"]
+    assert "print(gdl.chapter_timer())" in code[-1].source, (
+        f"{notebook.name}: the last code cell should print gdl.chapter_timer(); it is:\n{code[-1].source}")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebooks_never_hard_code_cuda(notebook: Path):
     text = notebook.with_suffix(".md").read_text()
     assert ".cuda()" not in text, f"{notebook.name} hard-codes .cuda(); use gdl.device()"
