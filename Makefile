@@ -8,7 +8,7 @@ NOTEBOOKS = $$($(PY) scripts/toc_notebooks.py)
 # Test processes (pytest-xdist): one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: setup book test lint sync check-sync colab-cell gpu-check clean
+.PHONY: setup book test lint sync check-sync colab-cell gpu-check gpu-full clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,10 @@ colab-cell: $(STAMP)
 # (without a CUDA GPU it says so, runs nothing and exits 0)
 gpu-check: $(STAMP)
 	$(PY) scripts/gpu_check.py
+
+## gpu-full: the same at GDL_SCALE=full, one chapter at a time, each with its wall time -> _build/gpu-full/report.md
+gpu-full: $(STAMP)
+	$(PY) scripts/gpu_check.py --scale full --chapter-timeout 3600 --out _build/gpu-full
 
 clean:
 	rm -rf _build .pytest_cache

@@ -5,7 +5,9 @@ Where a CUDA GPU is present (Colab, a lab machine, a cloud box) it runs, each st
 1. the registry (``gdl.architectures``): every implemented row built, moved to the GPU with its sample input and
    checked with ``gdl.testing.equivariance_error`` in float32 and in float64 (error, tolerance, pass/fail);
 2. every chapter of ``_toc.yml`` under nbval at ``GDL_SCALE=small`` with ``GDL_DEVICE=cuda`` (pass/fail, seconds;
-   ``--jobs N`` runs N chapters at a time);
+   ``--jobs N`` runs N chapters at a time); ``--scale full`` runs them at the full scale instead, one at a time
+   by default, each spreading its independent training runs over ``GDL_WORKERS`` processes (``gdl.parallel``:
+   one per CPU core, at most 16), and reports every chapter's wall time: the figures issue 20 asks for;
 3. every benchmark script (``benchmarks/bench_*.py``) with ``--device cuda`` (its printed tables, as they are);
 
 and writes ``_build/gpu-check/report.md`` after each step (plus each step's full output under
@@ -13,7 +15,7 @@ and writes ``_build/gpu-check/report.md`` after each step (plus each step's full
 
 Without a CUDA GPU it says so, runs nothing and exits 0. ``--dry-run`` lists what it would run (and writes nothing).
 
-    python scripts/gpu_check.py [--dry-run] [--only TEXT] [--jobs N] [--out _build/gpu-check]
+    python scripts/gpu_check.py [--dry-run] [--only TEXT] [--jobs N] [--scale small|full] [--out _build/gpu-check]
 """
 
 from __future__ import annotations
@@ -97,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "_build" / "gpu-check"))
     ap.add_argument("--logs", default="", help="where each step's full output goes (default: OUT/logs)")
     ap.add_argument("--jobs", type=int, default=1, help="chapters run at a time (they share the GPU)")
+    ap.add_argument("--scale", choices=("small", "full"), default="small", help="GDL_SCALE of the chapters")
     ap.add_argument("--chapter-timeout", type=int, default=1800, help="seconds per chapter")
     ap.add_argument("--bench-timeout", type=int, default=1800, help="seconds per benchmark script")
     args = ap.parse_args(argv)
 
     todo = plan(args.only)
     if args.dry_run:
-        print("gpu-check (dry run): would run on cuda, at GDL_SCALE=small:")
+        print(f"gpu-check (dry run): would run on cuda, at GDL_SCALE={args.scale}:")
         for nb in todo["chapters"]:
             print(f"  chapter    {nb.relative_to(ROOT)} (nbval)")
         print("  registry   every implemented row of gdl.architectures, float32 and float64")
@@ -124,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.logs) if args.logs else out / "logs"
     out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(0)
-    env = {**os.environ, "GDL_DEVICE": "cuda", "GDL_SCALE": "small", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GDL_DEVICE": "cuda", "GDL_SCALE": args.scale, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     lines = ["# gpu-check report", "",
              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; GPU: {gpu}; torch {torch.__version__} (CUDA "
-             f"{torch.version.cuda}); Python {platform.python_version()}; GDL_SCALE=small", ""]
+             f"{torch.version.cuda}); Python {platform.python_version()}; {os.cpu_count()} CPU cores; "
+             f"GDL_SCALE={args.scale}, GDL_WORKERS={env.get('GDL_WORKERS', 'default')}", ""]
     failed = 0
 
     def flush():                                   # the report so far: a run cut short still leaves one
@@ -148,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     def chapter(nb: Path):
         print(f"gpu-check: chapter {nb.name}", flush=True)
         return nb, *_run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                          "--nbval-current-env", str(nb)], env, logs / f"{nb.stem}.txt", args.chapter_timeout)
+                          "--nbval-current-env", "--nbval-cell-timeout", str(args.chapter_timeout), str(nb)], env,
+                         logs / f"{nb.stem}.txt", args.chapter_timeout)
 
     lines += [f"## Chapters (nbval, GDL_DEVICE=cuda, {args.jobs} at a time)", "",
               "| chapter | result | seconds |", "|---|---|---|"]

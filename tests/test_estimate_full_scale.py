@@ -105,3 +105,23 @@ def test_adam_step_counts_foreach_kernels_not_its_host_counters(est):
         counts[layers] = (counter.ops, counter.host_scalar_ops)
     assert counts[1][0] == counts[4][0] > 3, counts
     assert counts[4][1] > counts[1][1] > 0, counts
+
+
+def test_parallel_seconds_spreads_only_the_sections_that_run_in_workers(est):
+    def group(chapter, section, runs):
+        return est.Group(chapter, section, "m", runs, 10, 10, "test", lambda: None)
+
+    fifty_six = group("08", "learning curves, 2 A", 56)          # 56 runs at once in chapter 8's protocol
+    serial = group("04", "octagon learning curves", 6)           # chapter 4's own loop: one after another
+    secs = {id(fifty_six): 560.0, id(serial): 60.0}
+
+    def cost(g):
+        return secs[id(g)]
+
+    assert est.parallel_seconds([serial], cost, 16) == 60.0
+    assert est.parallel_seconds([fifty_six], cost, 1) == 560.0                    # one worker: as before
+    assert est.parallel_seconds([fifty_six], cost, 16) == pytest.approx(560 / 16 + 2 * 10)
+    assert est.parallel_seconds([fifty_six], cost, 64) == pytest.approx(560 / 56 + 2 * 10)   # width caps k
+    assert est.parallel_seconds([fifty_six, serial], cost, 16) == pytest.approx(560 / 16 + 20 + 60)
+    few = group("09", "ethanol, 2.0 A, n=100", 2)                # two long runs: never more than in one process
+    assert est.parallel_seconds([few], lambda g: 100.0, 16) == 100.0
