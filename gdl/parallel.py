@@ -77,8 +77,11 @@ def _set_random_state(state: tuple) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def _call(fn: Callable[..., Any], args: tuple, state: tuple) -> Any:
-    """``fn(*args)`` from the random state ``state``: one call of :func:`starmap`, here or in a worker."""
+def _call(fn: Callable[..., Any], args: tuple, state: tuple, in_worker: bool = False) -> Any:
+    """``fn(*args)`` from the random state ``state``: one call of :func:`starmap`, here or in a worker. A worker
+    runs whatever its call maps one run at a time (``GDL_WORKERS=1`` there), so workers never start workers."""
+    if in_worker:
+        os.environ["GDL_WORKERS"] = "1"
     _set_random_state(state)
     return fn(*args)
 
@@ -117,7 +120,7 @@ def starmap(fn: Callable[..., Any], calls: Iterable[Sequence[Any]], *, workers: 
 
             # max_nbytes=None: arrays travel by value (no read-only memory maps an in-place operation would fail on)
             pool = Parallel(n_jobs=k, backend="loky", return_as="generator", max_nbytes=None)
-            for result in pool(delayed(_call)(fn, args, state) for args in calls):
+            for result in pool(delayed(_call)(fn, args, state, True) for args in calls):
                 results.append(result)
                 bar.update()
     finally:

@@ -118,3 +118,13 @@ def test_every_call_starts_from_the_callers_random_state_and_leaves_it_unchanged
         results = starmap(_draws, [(i,) for i in range(3)], workers=k, progress=False)
         assert results == [expected] * 3, k              # not the runs before it, not the number of workers
         assert _draws(None) == expected, k               # the caller's generators are where the map found them
+
+
+def _nested(_):
+    return starmap(_pid_after, [(0,), (0,)], progress=False), os.getpid()
+
+
+def test_a_worker_maps_its_own_calls_in_its_own_process(monkeypatch):
+    monkeypatch.setenv("GDL_WORKERS", "2")
+    for inner, pid in starmap(_nested, [(0,), (1,)], progress=False):
+        assert inner == [pid, pid]                       # no workers of workers
