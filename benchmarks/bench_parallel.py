@@ -7,8 +7,8 @@ The workload is what the chapters repeat many times at full scale: a training ru
 EGNN on 200 charged five-body systems (batch 25, hidden 32), ``--epochs`` epochs from its own seed. ``--runs`` such
 runs are trained by ``gdl.parallel.starmap`` with one worker (in this process, one after another, as at the small
 scale; one thread, as each worker has) and with ``--workers`` processes (default: one per CPU core), round-robin
-over ``--repeats`` rounds; the first parallel map, which starts the workers, is timed apart. The final training losses of the two must agree to
-round-off (a run gives the same result in a worker).
+over ``--repeats`` rounds; the first parallel map, which starts the workers, is timed apart. The final training
+losses of the two must agree to round-off (a run gives the same result in a worker).
 
 Goal: the parallel map takes at most ``1.25 / min(workers, runs)`` of the serial one (80 % of a perfect share of
 the cores). On a GPU the workers share the device: the ratio then says how far launch-bound runs overlap there.

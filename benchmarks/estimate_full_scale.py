@@ -90,6 +90,7 @@ MLP_400_EPOCHS = 5300
 #: sections whose independent runs ``gdl.parallel.starmap`` spreads over worker processes at the full scale (through
 #: ``gdl.experiments.compare``, ``tune_lr`` or the chapter's own call), with the most runs one phase offers at once
 PARALLEL_WIDTH = {
+    ("04", "octagon learning curves"): 64,        # starmap: 8 sizes x 4 seeds x 2 models, one phase
     ("03", "augmentation vs invariance"): 4,      # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
     ("05", "learning curves"): 26,                # sweep: 13 jobs x 2 learning rates, then 13 x 4 seeds
     ("07", "sum of digits"): 10,                  # compare: 5 models x 2 learning rates, then 5 x 2 seeds
@@ -105,7 +106,7 @@ PARALLEL_WIDTH = {
     ("10b", "five ways, 800 digits"): 8,
 }
 # not listed, counted as one run after another: chapter 7's hub graphs (tune_lr's two candidates at once, then the
-# other seeds in a loop) and chapter 4 (its own loop over sizes and seeds)
+# other seeds in a loop)
 
 
 def parallel_seconds(groups: list[Group], secs: Callable[[Group], float], k: int) -> float:
