@@ -94,6 +94,7 @@ PARALLEL_WIDTH = {
     ("03", "augmentation vs invariance"): 4,      # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
     ("05", "learning curves"): 26,                # sweep: 13 jobs x 2 learning rates, then 13 x 4 seeds
     ("07", "sum of digits"): 10,                  # compare: 5 models x 2 learning rates, then 5 x 2 seeds
+    ("07", "hub graphs"): 4,                      # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
     ("08", "learning curves, 2 A"): 56,           # protocol: 4 arms x 2 learning rates, then 4 x 14 runs
     ("08", "cutoff 4.5 A, n=25"): 6,
     ("08", "bent molecules, 1000"): 2,
@@ -105,8 +106,7 @@ PARALLEL_WIDTH = {
     ("10", "digits"): 32,                         # sweep: 16 jobs x 2 learning rates, then 16 x 3 seeds
     ("10b", "five ways, 800 digits"): 8,
 }
-# not listed, counted as one run after another: chapter 7's hub graphs (tune_lr's two candidates at once, then the
-# other seeds in a loop)
+# every chapter that trains at full scale is listed: each spreads its runs over the workers
 
 
 def parallel_seconds(groups: list[Group], secs: Callable[[Group], float], k: int) -> float:
