@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -120,9 +121,13 @@ def starmap(fn: Callable[..., Any], calls: Iterable[Sequence[Any]], *, workers: 
 
             # max_nbytes=None: arrays travel by value (no read-only memory maps an in-place operation would fail on)
             pool = Parallel(n_jobs=k, backend="loky", return_as="generator", max_nbytes=None)
-            for result in pool(delayed(_call)(fn, args, state, True) for args in calls):
-                results.append(result)
-                bar.update()
+            with warnings.catch_warnings():
+                # loky replaces a worker whose memory grew by 300 MB after a call (runs that hold large data sets
+                # do), finished work kept, and warns about it: not the reader's concern
+                warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
+                for result in pool(delayed(_call)(fn, args, state, True) for args in calls):
+                    results.append(result)
+                    bar.update()
     finally:
         bar.close()
         _set_random_state(state)

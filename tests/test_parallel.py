@@ -128,3 +128,20 @@ def test_a_worker_maps_its_own_calls_in_its_own_process(monkeypatch):
     monkeypatch.setenv("GDL_WORKERS", "2")
     for inner, pid in starmap(_nested, [(0,), (1,)], progress=False):
         assert inner == [pid, pid]                       # no workers of workers
+
+
+_HELD = []
+
+
+def _hold_memory(megabytes):
+    """Keeps `megabytes` alive in the worker, so that loky's leak check replaces the worker after the call."""
+    import numpy as np
+    time.sleep(1.1)                                       # loky checks a worker's memory at most once a second
+    _HELD.append(np.ones(megabytes * 2**17))
+    return len(_HELD)
+
+
+def test_a_worker_replaced_for_its_memory_loses_nothing_and_warns_no_one(recwarn):
+    results = starmap(_hold_memory, [(0,)] * 2 + [(400,)] * 4, workers=2, progress=False)
+    assert len(results) == 6 and all(r >= 1 for r in results)
+    assert not [w for w in recwarn if "worker stopped" in str(w.message)]
