@@ -18,8 +18,8 @@ with :math:`r_c^2` in the positions' dtype), so they agree to the last bit at th
   distance, with a margin that bounds its rounding error), read off in target-then-source order by ``nonzero``,
   so no sort; fastest for small systems and on a GPU;
 - ``"cells"``: a cell list, :math:`O(N)` candidates for a bounded density plus one :math:`O(E \\log E)` integer
-  sort: columns of side :math:`r_c / 2`, each atom looking at the upper half of its neighbourhood only and, in
-  every column, at the run of atoms within the x-window its distance to that column allows (see
+  sort: columns of side :math:`r_c / 3`, each atom looking at the upper half of its neighbourhood only and, in
+  every column, at the run of atoms in the x-cells that its own cell can reach (a window fixed per column, see
   :func:`_cell_pairs`); pure PyTorch, so it runs on any device;
 - ``"kdtree"``: SciPy's ``cKDTree`` finds candidate pairs within a slightly larger radius (systems of a batch
   moved apart along x so that they cannot meet), then the same test decides; host tensors only. It is kept as
@@ -82,21 +82,22 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
     return batch
 
 
-def _sq_dist(xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _sq_dist(xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor, xa: torch.Tensor | None = None) -> torch.Tensor:
     """``(T,)`` :math:`\\lVert x_b - x_a \\rVert^2` of the pairs ``(a, b)``, the three squares summed left to right.
 
     Every method applies this one test (``< r_c^2`` in the positions' dtype), so they agree to the last bit at the
     cutoff. ``xs`` holds the positions as 4-float rows viewed as ``complex128`` (float32: one gather per endpoint)
-    or is the ``(N, 3)`` positions themselves (other dtypes: one gather per coordinate)."""
+    or is the ``(N, 3)`` positions themselves (other dtypes: one gather per coordinate); ``a`` indexes ``xa``
+    (default ``xs``), in the same layout."""
+    xa = xs if xa is None else xa
     if xs.dtype == torch.complex128:
         d = xs.index_select(0, b).view(torch.float32).view(-1, 4)
-        d.sub_(xs.index_select(0, a).view(torch.float32).view(-1, 4))
+        d.sub_(xa.index_select(0, a).view(torch.float32).view(-1, 4))
         d.mul_(d)
         return (d[:, 0] + d[:, 1]).add_(d[:, 2])
     d2 = None
     for c in range(3):
-        x = xs[:, c].contiguous()
-        d = x.index_select(0, b).sub_(x.index_select(0, a))
+        d = xs[:, c].contiguous().index_select(0, b).sub_(xa[:, c].contiguous().index_select(0, a))
         d2 = d.mul_(d) if d2 is None else d2.add_(d.mul_(d))
     return d2
 
@@ -196,27 +197,47 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
 _STENCILS: dict = {}
 
 
-def _half_stencil(k: int, device: torch.device) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]:
-    """The own column ``(0, 0)`` first, then the column offsets ``(dy, dz)`` with ``|dy|, |dz| <= k`` in the upper
-    half plane (``dz > 0``, or ``dz == 0`` and ``dy > 0``): as a list, and as float64 ``(M, 2)`` tensors ``A`` and
-    ``B`` such that the gap, in columns, from an atom at fraction ``f`` of its own column to the column ``d``
-    columns away is ``A + B f`` along each axis: ``d - f`` for ``d > 0``, ``f - (d + 1)`` for ``d < 0``, 0 for
-    ``d = 0`` (one fused multiply-add, the same roundings as the two differences)."""
-    key = (k, str(device))
+def _half_stencil(k: int, reach: float, nx: int, ny: int, device: torch.device) -> torch.Tensor:
+    """The cells every atom searches, as int64 ``(2, M, 1)`` offsets from its own cell in a grid of ``nx x ny x
+    nz`` cells: row 0 the first cell, row 1 one past the last, of each of its ``M`` x-windows.
+
+    The columns (side 1 across y and z, ``kx = nx``-independent x-cells of :data:`X_CELLS_PER_COLUMN` per column)
+    are the own column first (the whole window: the caller keeps only the atoms after the searching one), then
+    those ``(dy, dz)`` with ``|dy|, |dz| <= k`` in the upper half plane (``dz > 0``, or ``dz == 0`` and ``dy > 0``)
+    that lie within ``reach`` (in columns) of some point of the own column. Along x a column is searched over the
+    x-cells within ``sqrt(reach^2 - g_y^2 - g_z^2)`` of the atom's own x-cell, ``g`` being the smallest gap between
+    the two columns: the same for every atom, so no per-atom arithmetic."""
+    key = (k, reach, nx, ny, str(device))
     if key not in _STENCILS:
-        offs = [(0, 0)] + [(dy, dz) for dz in range(0, k + 1) for dy in range(-k, k + 1) if dz > 0 or dy > 0]
-        d = torch.tensor(offs, dtype=torch.float64, device=device)
-        _STENCILS[key] = (offs, torch.where(d < 0, -d - 1, d), torch.sign(d).neg_())
+        if len(_STENCILS) > 64:
+            _STENCILS.clear()
+        kx, tol = X_CELLS_PER_COLUMN, 1e-9 * (nx + ny + k + 1.0)  # tol: covers the rounding of the cell indices
+        lo, hi = [], []
+        for dz in range(0, k + 1):
+            for dy in range(-k, k + 1):
+                if dz == 0 and dy < 0:
+                    continue
+                gy, gz = max(0.0, abs(dy) - 1 - tol), max(0.0, dz - 1 - tol)
+                x2 = reach * reach - gy * gy - gz * gz
+                if x2 <= 0:
+                    continue
+                wx = math.ceil(math.sqrt(x2) * kx + tol)           # x-cells on either side of the atom's own
+                lo.append((dz * ny + dy) * nx - wx)
+                hi.append((dz * ny + dy) * nx + wx + 1)
+        _STENCILS[key] = torch.tensor([lo, hi], device=device)[:, :, None]
     return _STENCILS[key]
 
 
 def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int) -> torch.Tensor:
-    """The ranges ``[starts[r], starts[r] + lens[r])`` concatenated, by one cumulative sum of increments."""
-    jump = starts.clone()
-    jump[1:] -= starts[:-1] + lens[:-1]
-    inc = torch.ones(total + 1, dtype=starts.dtype, device=starts.device)
-    inc.index_add_(0, torch.cumsum(lens, 0).sub_(lens), jump)
-    inc[0] -= 1
+    """The ranges ``[starts[r], starts[r] + lens[r])`` concatenated, each element packed with its run as
+    ``r << 32 | element``: one cumulative sum of increments (1 inside a run; at the start of a run, the jump from the
+    end of the previous one plus ``1 << 32``; zero-length runs add their jumps at the same place)."""
+    end = starts.add(lens).sub_(1 << 32)                          # the previous run's end, its run one lower
+    jump = torch.empty_like(starts)
+    torch.sub(starts[1:], end[:-1], out=jump[1:])
+    jump[:1] = starts[:1] - 1
+    inc = torch.ones(total + 1, dtype=torch.long, device=starts.device)
+    inc.scatter_add_(0, torch.cumsum(lens, 0).sub_(lens), jump)
     return torch.cumsum(inc[:total], 0)
 
 
@@ -225,8 +246,8 @@ def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int) -> torch.Tensor:
 _RADIX_MIN = 32768
 
 
-def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
-    """The keys ``t * n + s`` of the directed pairs ``(a -> b)`` and ``(b -> a)`` (distinct), sorted ascending.
+def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, shift: int) -> torch.Tensor:
+    """The keys ``t << shift | s`` of the directed pairs ``(a -> b)`` and ``(b -> a)`` (distinct), sorted ascending.
 
     They are written into one buffer; on the host a buffer shorter than :data:`_RADIX_MIN` (but long enough for the
     radix sort to pay: the measured crossover is about 8000) is filled up with the dtype's largest value so that
@@ -234,84 +255,88 @@ def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
     m = len(a)
     size = _RADIX_MIN if a.device.type == "cpu" and 4000 < m < _RADIX_MIN // 2 else 2 * m
     key = a.new_empty(size)
-    torch.mul(a, n, out=key[:m]).add_(b)
-    torch.mul(b, n, out=key[m:2 * m]).add_(a)
+    torch.bitwise_left_shift(a, shift, out=key[:m]).bitwise_or_(b)
+    torch.bitwise_left_shift(b, shift, out=key[m:2 * m]).bitwise_or_(a)
     key[2 * m:].fill_(torch.iinfo(key.dtype).max)
     return torch.sort(key).values[:2 * m]
 
 
-#: The cell list's column side across y and z is :math:`r_c / 2`; along x its cells are half as long.
-CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN = 2, 2
+def _compact(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values[mask]``: the kept entries' places by one cumulative sum, then one ``scatter_`` (the rejected entries
+    all land on a slot that is cut off). Unlike ``nonzero``, no branch per entry, which a random mask makes
+    expensive on the host."""
+    place = torch.cumsum(mask, 0)
+    out = values.new_empty(int(place[-1]) + 1)
+    return out.scatter_(0, place.mul_(mask), values)[1:]
+
+
+#: The cell list's column side across y and z is :math:`r_c / 3`; along x its cells are this many times shorter.
+CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN = 3, 3
 
 
 def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, num_graphs: int) -> torch.Tensor:
     """Cell list: (2, E) sorted by target then source.
 
-    The atoms of each system are binned into columns of side :math:`h \\approx r_c / 2` across y and z, and into
-    cells of side :math:`h / 2` along each column, and sorted by cell. Each atom looks only at the columns of the
+    The atoms of each system are binned into columns of side :math:`h \\approx r_c / 3` across y and z, and into
+    cells of side :math:`h / 3` along each column, and sorted by cell. Each atom looks only at the columns of the
     upper half of its neighbourhood (the mirrored pairs come from the other atom) and at the rest of its own
-    column, and in each column only at the x-cells within :math:`\\sqrt{r_c^2 - g_y^2 - g_z^2}` of itself, where
-    :math:`g` is its own distance to that column: every such set is one contiguous run of the sorted atoms, so
-    the candidates are generated without a search. :func:`_sq_dist` decides, and one integer sort of
-    ``target * N + source`` over both directions gives the order."""
+    column, and in each column only at the x-cells that some point of its own cell could reach (see
+    :func:`_half_stencil`): every such set is one contiguous run of the sorted atoms, found from the atom's cell
+    alone, so the candidates are generated without a search (:func:`_runs`). :func:`_sq_dist` decides, and one
+    integer sort of ``target << s | source`` over both directions gives the order."""
     p = pos.detach()
     dev = p.device
     n = len(p)
     reach = cutoff * (1 + 64 * torch.finfo(p.dtype).eps)        # beyond any pair the exact test can accept
     q = p.double()
     if num_graphs == 1:
-        rel = q - q.amin(0)
+        lo, hi = torch.aminmax(q, dim=0)
+        ext = hi.sub_(lo).tolist()
+        rel = q - lo
     else:
         lo = torch.full((num_graphs, 3), float("inf"), dtype=q.dtype, device=dev)
         rel = q - lo.scatter_reduce(0, batch[:, None].expand(-1, 3), q, "amin")[batch]
-    ext = rel.amax(0).tolist()
+        ext = rel.amax(0).tolist()
     hy, kx = reach / CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN
-    limit = 16 * n + 4096                                         # cells; coarser ones if the grid is larger
+    limit = 32 * n + 4096                                         # cells; coarser ones if the grid is larger
     while True:
         k = math.ceil(reach / hy)
         k += k * hy < reach                                       # k columns cover the reach
-        px = math.ceil(reach * kx / hy) + 1                       # empty x-cells at both ends: no clamping
+        px = math.ceil(reach * kx / hy + 1e-6) + 1                # empty x-cells at both ends: no clamping
         nx, ny, nz = int(ext[0] * kx / hy) + 1 + 2 * px, int(ext[1] / hy) + 1 + 2 * k, int(ext[2] / hy) + 1 + 2 * k
         if num_graphs * nx * ny * nz <= limit:
             break
         hy *= 1.01 * (num_graphs * nx * ny * nz / limit) ** (1 / 3)
-    slack = 1e-9 * (max(nx, ny, nz) + 1.0)                        # in cells: covers the rounding of u
-    u = rel * rel.new_tensor([kx / hy, 1 / hy, 1 / hy])            # position in cells (x) and columns (y, z)
-    cell = (u.floor().long() * torch.tensor([1, nx, nx * ny], device=dev)).sum(1).add_(px + k * nx * (ny + 1))
+    cell = torch.mv(rel.mul_(rel.new_tensor([kx / hy, 1 / hy, 1 / hy])).long(),   # u >= 0: the cast floors
+                    torch.tensor([1, nx, nx * ny], device=dev)).add_(px + k * nx * (ny + 1))
     if num_graphs > 1:
         cell += batch * (nx * ny * nz)
     cell, order = torch.sort(cell)
     cstart = torch.zeros(num_graphs * nx * ny * nz + 1, dtype=torch.long, device=dev)
     torch.cumsum(torch.bincount(cell, minlength=len(cstart) - 1), 0, out=cstart[1:])
-    u = u[order]
-    c = u.floor()
-    f = u.sub(c)[:, None, 1:]                                      # (N, 1, 2) place inside the column, [0, 1)
-    offs, gap0, gap1 = _half_stencil(k, dev)
-    # gap from the atom to each column of the stencil, in columns (0 for its own row), then the x half-window
-    g = torch.addcmul(gap0 - slack, gap1, f).clamp_(min=0)          # (N, M, 2)
-    g.mul_(g)
-    w2 = torch.sub((reach / hy + slack) ** 2, g[..., 0] + g[..., 1])
-    w = torch.where(w2 > 0, w2.sqrt().mul_(kx).add_(slack), -1.0)  # -1: the column is out of reach
-    col0 = (cell - c[:, 0].long())[:, None] + torch.tensor([(dz * ny + dy) * nx for dy, dz in offs], device=dev)
-    ux = u[:, :1]
-    s0 = cstart[col0 + (ux - w).floor_().long()]
-    s1 = cstart[col0.add_(w.add_(ux).floor_().long()).add_(1)]
-    ar = torch.arange(n, device=dev)
-    s0[:, 0] = ar + 1                                              # own column: only the atoms after this one
-    lens = s1.sub_(s0).clamp_(min=0)
-    per_atom = lens.sum(1)
-    total = int(per_atom.sum())
-    a = torch.repeat_interleave(ar, per_atom, output_size=total)
-    b = _runs(s0.flatten(), lens.flatten(), total)
-    keep = (_sq_dist(_gatherable(p[order]), a, b) < cutoff * cutoff).nonzero().flatten()
-    a = order.index_select(0, a.index_select(0, keep))
-    b = order.index_select(0, b.index_select(0, keep))
-    deg = torch.bincount(a, minlength=n).add_(torch.bincount(b, minlength=n))
-    if n * n < 2**31:
-        a, b = a.int(), b.int()
-    key = _both_ways_sorted(a, b, n)
-    tgt = torch.repeat_interleave(ar, deg, output_size=len(key))
-    return torch.stack([key - tgt * n, tgt])
+    window = _half_stencil(k, reach / hy, nx, ny, dev)
+    M = window.shape[1]
+    s0, s1 = cstart.index_select(0, window.add(cell).view(-1)).view(2, -1)   # (M N,) each: run m N + a
+    s0[:n] = torch.arange(1, n + 1, device=dev)                   # own column: only the atoms after this one
+    lens = s1.sub_(s0)
+    total = int(lens.sum())
+    if total == 0:
+        return torch.zeros(2, 0, dtype=torch.long, device=dev)
+    v = _runs(s0, lens, total)                                    # candidates: run << 32 | b
+    xs = _gatherable(p.index_select(0, order))
+    xa = xs.expand(M, *xs.shape).flatten(0, 1)
+    close = _sq_dist(xs, v >> 32, v & 0xFFFFFFFF, xa) < cutoff * cutoff
+    v = _compact(close, v)
+    if len(v) == 0:
+        return torch.zeros(2, 0, dtype=torch.long, device=dev)
+    shift = max(1, (n - 1).bit_length())
+    order = order.to(torch.int32 if n << shift <= 2**31 else torch.long)
+    key = _both_ways_sorted(order.expand(M, n).flatten().index_select(0, v >> 32),
+                            order.index_select(0, v & 0xFFFFFFFF), shift)
+    out = torch.empty(2, len(key), dtype=torch.long, device=dev)
+    torch.bitwise_and(key, (1 << shift) - 1, out=out[0])
+    torch.bitwise_right_shift(key, shift, out=out[1])
+    return out
 
 
 def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
