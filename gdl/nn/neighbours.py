@@ -228,17 +228,36 @@ def _half_stencil(k: int, reach: float, nx: int, ny: int, device: torch.device) 
     return _STENCILS[key]
 
 
-def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int) -> torch.Tensor:
-    """The ranges ``[starts[r], starts[r] + lens[r])`` concatenated, each element packed with its run as
-    ``r << 32 | element``: one cumulative sum of increments (1 inside a run; at the start of a run, the jump from the
-    end of the previous one plus ``1 << 32``; zero-length runs add their jumps at the same place)."""
-    end = starts.add(lens).sub_(1 << 32)                          # the previous run's end, its run one lower
-    jump = torch.empty_like(starts)
-    torch.sub(starts[1:], end[:-1], out=jump[1:])
+def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int, tags: int) -> torch.Tensor:
+    """The ranges ``[starts[r], starts[r] + lens[r])`` concatenated, each element packed with a tag of its run as
+    ``tag << 32 | element``, the ``R`` runs tagged ``r mod tags`` (``tags`` divides ``R``): one cumulative sum of
+    increments (1 inside a run; at the start of a run, the jump from the end of the previous one, in both the tag
+    and the element; zero-length runs add their jumps at the same place)."""
+    jump = torch.full_like(starts, 1 << 32)                       # the tag: one up, or back to 0 every tags runs
+    jump[tags::tags] = (1 - tags) << 32
+    jump[1:] -= starts[:-1] + lens[:-1]                           # the element: from the previous run's end
+    jump.add_(starts)
     jump[:1] = starts[:1] - 1
     inc = torch.ones(total + 1, dtype=torch.long, device=starts.device)
     inc.scatter_add_(0, torch.cumsum(lens, 0).sub_(lens), jump)
     return torch.cumsum(inc[:total], 0)
+
+
+#: The cell list tests its candidates in slices of this many, which stay in the cache with their temporaries.
+_TEST_SLICE = 2**15
+
+
+def _test_packed(xs: torch.Tensor, v: torch.Tensor, rc2: float) -> torch.Tensor:
+    """``(T,)`` bool, :func:`_sq_dist` ``< rc2`` of the candidates ``v = a << 32 | b``, a slice at a time."""
+    close = torch.empty(len(v), dtype=torch.bool, device=v.device)
+    ab = v.new_empty(2, min(len(v), _TEST_SLICE))
+    for i in range(0, len(v), _TEST_SLICE):
+        w = v[i:i + _TEST_SLICE]
+        a, b = ab[:, :len(w)]
+        torch.bitwise_right_shift(w, 32, out=a)
+        torch.bitwise_and(w, 0xFFFFFFFF, out=b)
+        torch.lt(_sq_dist(xs, a, b), rc2, out=close[i:i + _TEST_SLICE])
+    return close
 
 
 #: PyTorch sorts an integer vector of at least this many elements on the host by radix sort (``at::internal::
@@ -315,24 +334,20 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
     cstart = torch.zeros(num_graphs * nx * ny * nz + 1, dtype=torch.long, device=dev)
     torch.cumsum(torch.bincount(cell, minlength=len(cstart) - 1), 0, out=cstart[1:])
     window = _half_stencil(k, reach / hy, nx, ny, dev)
-    M = window.shape[1]
     s0, s1 = cstart.index_select(0, window.add(cell).view(-1)).view(2, -1)   # (M N,) each: run m N + a
     s0[:n] = torch.arange(1, n + 1, device=dev)                   # own column: only the atoms after this one
     lens = s1.sub_(s0)
     total = int(lens.sum())
     if total == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=dev)
-    v = _runs(s0, lens, total)                                    # candidates: run << 32 | b
-    xs = _gatherable(p.index_select(0, order))
-    xa = xs.expand(M, *xs.shape).flatten(0, 1)
-    close = _sq_dist(xs, v >> 32, v & 0xFFFFFFFF, xa) < cutoff * cutoff
+    v = _runs(s0, lens, total, n)                                 # candidates a << 32 | b, sorted indices
+    close = _test_packed(_gatherable(p.index_select(0, order)), v, cutoff * cutoff)
     v = _compact(close, v)
     if len(v) == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=dev)
     shift = max(1, (n - 1).bit_length())
     order = order.to(torch.int32 if n << shift <= 2**31 else torch.long)
-    key = _both_ways_sorted(order.expand(M, n).flatten().index_select(0, v >> 32),
-                            order.index_select(0, v & 0xFFFFFFFF), shift)
+    key = _both_ways_sorted(order.index_select(0, v >> 32), order.index_select(0, v & 0xFFFFFFFF), shift)
     out = torch.empty(2, len(key), dtype=torch.long, device=dev)
     torch.bitwise_and(key, (1 << shift) - 1, out=out[0])
     torch.bitwise_right_shift(key, shift, out=out[1])
