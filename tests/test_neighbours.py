@@ -123,3 +123,39 @@ def test_dense_blocks_of_rows_equal_brute_force(dtype):
     for chunk in (2**22, 1000):
         assert torch.equal(radius_graph(pos, 5.0, method="dense", chunk=chunk), ref)
     assert torch.equal(radius_graph(pos, 5.0, method="cells"), ref)
+
+
+def test_runs_concatenate_ranges_tagged_by_their_run_even_around_empty_runs():
+    starts = torch.tensor([5, 2, 9, 0, 4, 7, 1, 3])
+    lens = torch.tensor([0, 3, 0, 2, 1, 0, 4, 0])                  # empty runs first, inside and last
+    v = neighbours._runs(starts, lens, int(lens.sum()), 4)         # runs tagged 0 1 2 3 0 1 2 3
+    expected = [(r % 4) << 32 | e for r, (s, n) in enumerate(zip(starts.tolist(), lens.tolist()))
+                for e in range(s, s + n)]
+    assert v.tolist() == expected
+
+
+def test_compact_keeps_the_entries_of_the_mask_in_order():
+    g = torch.Generator().manual_seed(10)
+    values = torch.randint(0, 2**40, (5000,), generator=g)
+    for p in (0.0, 0.3, 1.0):
+        mask = torch.rand(5000, generator=g) < p
+        assert torch.equal(neighbours._compact(mask, values), values[mask])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cells_in_small_slices_and_with_int64_keys_equal_brute_force(monkeypatch, dtype):
+    g = torch.Generator().manual_seed(11)
+    pos = (torch.rand(400, 3, generator=g, dtype=torch.float64) * 16).to(dtype)
+    ref = _reference(pos, 4.0, torch.zeros(400, dtype=torch.long))
+    monkeypatch.setattr(neighbours, "_TEST_SLICE", 1000)           # candidates tested in many slices
+    assert torch.equal(radius_graph(pos, 4.0, method="cells"), ref)
+    monkeypatch.setattr(neighbours, "_INT32_KEYS", 0)              # keys sorted as int64
+    assert torch.equal(radius_graph(pos, 4.0, method="cells"), ref)
+
+
+def test_cells_equal_the_kdtree_on_a_large_system():
+    g = torch.Generator().manual_seed(12)
+    pos = torch.rand(3000, 3, generator=g) * 31                      # liquid density: > 2^15 candidates
+    ei = radius_graph(pos, 5.0, method="cells")
+    assert ei.shape[1] > 100_000
+    assert torch.equal(ei, radius_graph(pos, 5.0, method="kdtree"))

@@ -56,7 +56,7 @@ __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Trip
 
 METHODS = ("auto", "dense", "cells", "kdtree")
 #: On the host, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
-AUTO_CELLS_ABOVE = 650
+AUTO_CELLS_ABOVE = 550
 #: On a GPU, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
 AUTO_CELLS_ABOVE_GPU = 1000
 
@@ -289,6 +289,10 @@ def _compact(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return out.scatter_(0, place.mul_(mask), values)[1:]
 
 
+#: The cell list sorts its keys ``t << s | s`` as int32 while they stay below this, else as int64.
+_INT32_KEYS = 2**31
+
+
 #: The cell list's column side across y and z is :math:`r_c / 3`; along x its cells are this many times shorter.
 CELLS_PER_CUTOFF, X_CELLS_PER_COLUMN = 3, 3
 
@@ -326,8 +330,8 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
         if num_graphs * nx * ny * nz <= limit:
             break
         hy *= 1.01 * (num_graphs * nx * ny * nz / limit) ** (1 / 3)
-    cell = torch.mv(rel.mul_(rel.new_tensor([kx / hy, 1 / hy, 1 / hy])).long(),   # u >= 0: the cast floors
-                    torch.tensor([1, nx, nx * ny], device=dev)).add_(px + k * nx * (ny + 1))
+    cell = rel.mul_(rel.new_tensor([kx / hy, 1 / hy, 1 / hy])).long()     # >= 0, so the cast floors
+    cell = cell.mul_(torch.tensor([1, nx, nx * ny], device=dev)).sum(1).add_(px + k * nx * (ny + 1))
     if num_graphs > 1:
         cell += batch * (nx * ny * nz)
     cell, order = torch.sort(cell)
@@ -346,7 +350,7 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
     if len(v) == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=dev)
     shift = max(1, (n - 1).bit_length())
-    order = order.to(torch.int32 if n << shift <= 2**31 else torch.long)
+    order = order.to(torch.int32 if n << shift <= _INT32_KEYS else torch.long)
     key = _both_ways_sorted(order.index_select(0, v >> 32), order.index_select(0, v & 0xFFFFFFFF), shift)
     out = torch.empty(2, len(key), dtype=torch.long, device=dev)
     torch.bitwise_and(key, (1 << shift) - 1, out=out[0])
