@@ -43,10 +43,11 @@ H200 are estimated, by this method:
    potentials' dynamics at their measured CPU call time. Most of these models are faster per epoch on one CPU
    core than the GPU estimate: their cost is per operation, and a CPU operation costs a few microseconds.
 
-7. **Runs at the same time** (``--workers k``, default 16): the sections whose runs go through
-   ``gdl.parallel.starmap`` (``compare``, ``sweep``, ``tune_lr``, chapter 8's protocol and dynamics) spread them over
-   ``k`` worker processes at full scale; their time is estimated as ``T / w + 2 L`` (:func:`parallel_seconds`),
-   with ``c`` unchanged by the number of processes sharing the GPU, as the H200 runs showed for up to sixteen.
+7. **Runs at the same time** (``--workers k``, default 16): the chapters' runs go through ``gdl.parallel.starmap``
+   (``compare``, ``sweep``, chapter 4's and chapter 8's own calls), which spreads them over ``k`` worker processes
+   at full scale; each section's runs are list-scheduled on ``k`` workers in the chapters' order, phase by phase
+   (:func:`parallel_seconds`), with ``c`` unchanged by the number of processes sharing the GPU, as the H200 runs
+   showed for up to sixteen.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/estimate_full_scale.py [--chapters 05,09] [--no-time]``
 (about two to four minutes on one core of the shared 2-core machine).
@@ -55,6 +56,7 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/estimate_full_scale.py [--c
 from __future__ import annotations
 
 import argparse
+import heapq
 import math
 import sys
 import time
@@ -88,42 +90,65 @@ DEVICE = torch.device("cpu")
 MLP_400_EPOCHS = 5300
 
 #: sections whose independent runs ``gdl.parallel.starmap`` spreads over worker processes at the full scale (through
-#: ``gdl.experiments.compare``, ``tune_lr`` or the chapter's own call), with the most runs one phase offers at once
-PARALLEL_WIDTH = {
-    ("04", "octagon learning curves"): 64,        # starmap: 8 sizes x 4 seeds x 2 models, one phase
-    ("03", "augmentation vs invariance"): 4,      # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
-    ("05", "learning curves"): 26,                # sweep: 13 jobs x 2 learning rates, then 13 x 4 seeds
-    ("07", "sum of digits"): 10,                  # compare: 5 models x 2 learning rates, then 5 x 2 seeds
-    ("07", "hub graphs"): 4,                      # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
-    ("08", "learning curves, 2 A"): 56,           # protocol: 4 arms x 2 learning rates, then 4 x 14 runs
-    ("08", "cutoff 4.5 A, n=25"): 6,
-    ("08", "bent molecules, 1000"): 2,
-    ("08", "MD potentials, 100 frames"): 15,      # 10 trained potentials and 5 GFN2-xTB runs, each with its dynamics
-    ("09", "N-body"): 6,                          # compare: 3 models x 2 learning rates, then 3 x 2 seeds
-    ("09", "ethanol, 2.0 A, n=100"): 4,
-    ("10", "dipole, 4096"): 4,
-    ("10", "energy, 4096 aligned"): 4,
-    ("10", "digits"): 32,                         # sweep: 16 jobs x 2 learning rates, then 16 x 3 seeds
-    ("10b", "five ways, 800 digits"): 8,
+#: ``gdl.experiments.compare``, ``sweep``, or the chapter's own call), and their phases: 2 where the learning-rate
+#: candidates of every job train first and the other seeds after them (``Group.first_phase`` runs of each group in
+#: the first), 1 where every run is submitted at once, "sweep" for ``gdl.experiments.sweep`` (and ``compare``): two
+#: phases, or one where every (job, seed, candidate) run fits in two rounds of the workers
+PARALLEL_PHASES = {
+    ("03", "augmentation vs invariance"): "sweep",     # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
+    ("04", "octagon learning curves"): 1,        # starmap: 8 sizes x 4 seeds x 2 models
+    ("05", "learning curves"): "sweep",                # sweep: 13 jobs x 2 learning rates, then 13 x 4 seeds
+    ("07", "sum of digits"): "sweep",                  # compare: 5 models x 2 learning rates, then 5 x 2 seeds
+    ("07", "hub graphs"): "sweep",                     # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
+    ("08", "learning curves, 2 A"): 2,           # protocol: 4 arms x 2 learning rates (n = 400), then 4 x 14 runs
+    ("08", "cutoff 4.5 A, n=25"): 2,
+    ("08", "bent molecules, 1000"): 1,
+    ("08", "MD potentials, 100 frames"): 1,      # 10 trained potentials and 5 GFN2-xTB runs, each with its dynamics
+    ("09", "N-body"): "sweep",                         # compare: 3 models x 2 learning rates, then 3 x 2 seeds
+    ("09", "ethanol, 2.0 A, n=100"): "sweep",          # sweep: 2 models x 2 learning rates, then 2 x 2 seeds
+    ("10", "dipole, 4096"): "sweep",
+    ("10", "energy, 4096 aligned"): "sweep",
+    ("10", "digits"): "sweep",                         # sweep: 16 jobs x 2 learning rates, then 16 x 3 seeds
+    ("10b", "five ways, 800 digits"): "sweep",
 }
 # every chapter that trains at full scale is listed: each spreads its runs over the workers
 
 
+def list_schedule(lengths: list[float], k: int) -> float:
+    """When the last of ``lengths`` finishes if each, in this order, goes to the first of ``k`` workers to be free
+    (as joblib hands out ``starmap``'s calls)."""
+    free = [0.0] * k
+    for length in lengths:
+        heapq.heapreplace(free, free[0] + length)
+    return max(free)
+
+
 def parallel_seconds(groups: list[Group], secs: Callable[[Group], float], k: int) -> float:
-    """Wall time of a chapter's training when each section in :data:`PARALLEL_WIDTH` spreads its runs over ``k``
-    worker processes: ``T / w + 2 L`` (``T`` the section's run time in one process, ``w`` the runs it can have at
-    once, at most ``k``, ``L`` its longest run; greedy list scheduling is within one longest run of ``T / w`` in
-    each of its two phases, the learning rates and then the seeds), never more than ``T``. The time per operation
-    is taken to stay ``c`` with ``k`` processes sharing the GPU (on the H200, sixteen chapters in parallel cost 56 us
-    per operation, five 63 us)."""
+    """Wall time of a chapter's training when each section of :data:`PARALLEL_PHASES` spreads its runs over ``k``
+    worker processes: every group's runs take ``secs(g) / g.runs`` each; the first phase (the learning-rate
+    candidates, ``g.first_phase`` runs of each group, default 2) and then the second (the other runs) are each
+    list-scheduled in the chapter's order (:func:`list_schedule`); a ``sweep`` section whose every (job, seed,
+    candidate) run fits in two rounds trains them all in one phase. Sections not listed run one after another. The
+    time per operation is taken to stay ``c`` with ``k`` processes sharing the GPU (on the H200, sixteen chapters
+    in parallel cost 56 us per operation, five 63 us)."""
     total = 0.0
     for section in dict.fromkeys(g.section for g in groups):
         sel = [g for g in groups if g.section == section]
-        t = sum(secs(g) for g in sel)
-        width = min(k, PARALLEL_WIDTH.get((sel[0].chapter, section), 1))
-        if width > 1:
-            t = min(t, t / width + 2 * max(secs(g) / g.runs for g in sel))
-        total += t
+        phases = PARALLEL_PHASES.get((sel[0].chapter, section))
+        if phases is None or k <= 1:
+            total += sum(secs(g) for g in sel)
+            continue
+        if phases == "sweep":          # L candidates and S seeds per group: runs = L + S - 1; at once L x S of them
+            every = [(g, (g.first_phase or 2) * (g.runs - (g.first_phase or 2) + 1)) for g in sel]
+            if sum(n for _, n in every) <= 2 * k:
+                total += list_schedule([secs(g) / g.runs for g, n in every for _ in range(n)], k)
+                continue
+        first, second = [], []
+        for g in sel:
+            n_first = g.runs if phases == 1 else min(g.runs, 2 if g.first_phase is None else g.first_phase)
+            first += [secs(g) / g.runs] * n_first
+            second += [secs(g) / g.runs] * (g.runs - n_first)
+        total += list_schedule(first, k) + (list_schedule(second, k) if second else 0.0)
     return total
 
 
@@ -207,6 +232,7 @@ class Group:
     extra_cpu_s: float = 0.0          # ... and host seconds of it (GFN2-xTB calls)
     extra_note: str = ""
     extra_on_cpu_s: float = 0.0       # seconds of that work with everything on this CPU (one core)
+    first_phase: int | None = None    # runs in the first phase of gdl.parallel (learning-rate candidates; None: 2)
     measured: dict = field(default_factory=dict)
 
 
@@ -607,7 +633,7 @@ def chapter_08(xtb_s: float) -> list[Group]:
             epochs, why = ((MLP_400_EPOCHS, "CPU run at full scale: best epochs 4785-4986 at the old cap 5000")
                            if n == 400 and "MLP" in name else (typical(best, patience, arm_cap), src))
             groups.append(Group("08", "learning curves, 2 A", f"{name}, n={n}", runs, arm_cap, epochs, why,
-                                arm(build, n, augment)))
+                                arm(build, n, augment), first_phase=2 if n == sizes[-1] else 0))
     for name, build, best in (("SchNet, 4.5 A", schnet_at(4.5), 104), ("DimeNet++, 4.5 A", dimenet_at(4.5), 191)):
         groups.append(Group("08", "cutoff 4.5 A, n=25", name, 4, cap, typical(best, 50, cap),
                             "small-scale best epoch + patience 50", arm(build, 25, None)))

@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 from gdl.parallel import starmap
+from gdl.parallel import workers as default_workers
 from gdl.training import fit
 
 __all__ = ["tune_lr", "run", "compare", "spread", "table", "describe", "assert_converged", "pick_lr", "sweep"]
@@ -124,7 +125,9 @@ def sweep(run_one: Callable[..., dict[str, Any]], jobs: Iterable[Sequence[Any]],
     ``tune_seed``, and its other seeds train with the same rate. The runs are independent, so the candidates of
     all jobs form one :func:`gdl.parallel.starmap` and the remaining (job, seed) runs a second: with ``workers``
     processes (default :func:`gdl.parallel.workers`) they train at the same time, with the rows they would have
-    one after another.
+    one after another. Where every (job, seed, candidate) run fits in two rounds of the workers, all of them train
+    in one map instead (the losing candidates' runs at the other seeds are discarded): the same rows in about
+    half the wall time, for work the idle workers would not have done anyway.
 
     Args:
         run_one: ``run_one(*job, seed, lr) -> row``; with several workers it must be picklable by cloudpickle (a
@@ -146,8 +149,19 @@ def sweep(run_one: Callable[..., dict[str, Any]], jobs: Iterable[Sequence[Any]],
             raise ValueError(f"no learning rate to try for job {job}")
     chosen, scores, done = {}, {}, {}
     tries = [(job, lr) for job in jobs if len(candidates[job]) > 1 for lr in candidates[job]]
-    tried = starmap(run_one, [(*job, tune_seed, lr) for job, lr in tries], workers=workers, progress=progress,
-                    desc=f"{desc}: learning rates" if desc else None)
+    # every (job, seed, candidate) at once when at most two rounds of the workers hold them: the other seeds' runs
+    # at the losing candidates are thrown away, the rows are the same, and the wall time is one phase, not two
+    every = list(dict.fromkeys([(job, tune_seed, lr) for job, lr in tries]
+                               + [(job, seed, lr) for job in jobs for seed in seeds for lr in candidates[job]]))
+    k = default_workers() if workers is None else int(workers)
+    speculate = 1 < k and len(every) <= 2 * k
+    if speculate:
+        ran = dict(zip(every, starmap(run_one, [(*job, seed, lr) for job, seed, lr in every], workers=k,
+                                      progress=progress, desc=f"{desc}: every seed and rate" if desc else None)))
+        tried = [ran[job, tune_seed, lr] for job, lr in tries]
+    else:
+        tried = starmap(run_one, [(*job, tune_seed, lr) for job, lr in tries], workers=k, progress=progress,
+                        desc=f"{desc}: learning rates" if desc else None)
     for job in jobs:
         if len(candidates[job]) == 1:
             chosen[job], scores[job] = candidates[job][0], {}
@@ -156,8 +170,11 @@ def sweep(run_one: Callable[..., dict[str, Any]], jobs: Iterable[Sequence[Any]],
         chosen[job], scores[job] = pick_lr(mine)
         done[job] = mine[chosen[job]]
     todo = [(job, seed) for job in jobs for seed in seeds if not (job in done and seed == tune_seed)]
-    trained = dict(zip(todo, starmap(run_one, [(*job, seed, chosen[job]) for job, seed in todo], workers=workers,
-                                     progress=progress, desc=f"{desc}: seeds" if desc else None)))
+    if speculate:
+        trained = {(job, seed): ran[job, seed, chosen[job]] for job, seed in todo}
+    else:
+        trained = dict(zip(todo, starmap(run_one, [(*job, seed, chosen[job]) for job, seed in todo], workers=k,
+                                         progress=progress, desc=f"{desc}: seeds" if desc else None)))
     rows = []
     for job in jobs:
         for seed in seeds:

@@ -107,21 +107,35 @@ def test_adam_step_counts_foreach_kernels_not_its_host_counters(est):
     assert counts[4][1] > counts[1][1] > 0, counts
 
 
-def test_parallel_seconds_spreads_only_the_sections_that_run_in_workers(est):
-    def group(chapter, section, runs):
-        return est.Group(chapter, section, "m", runs, 10, 10, "test", lambda: None)
+def test_list_schedule_hands_each_run_to_the_first_free_worker(est):
+    assert est.list_schedule([3.0, 1.0, 1.0, 1.0], 2) == 3.0          # 3 | 1 + 1 + 1
+    assert est.list_schedule([1.0, 1.0, 1.0, 3.0], 2) == 4.0          # in order: 1 + 1 | 1 + 3
+    assert est.list_schedule([2.0] * 5, 1) == 10.0
+    assert est.list_schedule([2.0] * 5, 16) == 2.0
 
-    fifty_six = group("08", "learning curves, 2 A", 56)          # 56 runs at once in chapter 8's protocol
-    serial = group("04", "octagon learning curves", 6)           # chapter 4's own loop: one after another
-    secs = {id(fifty_six): 560.0, id(serial): 60.0}
+
+def test_parallel_seconds_schedules_the_phases_of_the_sections_that_run_in_workers(est):
+    def group(chapter, section, runs, **kw):
+        return est.Group(chapter, section, "m", runs, 10, 10, "test", lambda: None, **kw)
+
+    compare = group("08", "cutoff 4.5 A, n=25", 4)       # 2 learning rates, then 2 seeds: 10 s each
+    one_phase = group("04", "octagon learning curves", 6)
+    unlisted = group("99", "not parallel", 3)
+    secs = {id(compare): 40.0, id(one_phase): 60.0, id(unlisted): 30.0}
 
     def cost(g):
         return secs[id(g)]
 
-    assert est.parallel_seconds([serial], cost, 16) == 60.0
-    assert est.parallel_seconds([fifty_six], cost, 1) == 560.0                    # one worker: as before
-    assert est.parallel_seconds([fifty_six], cost, 16) == pytest.approx(560 / 16 + 2 * 10)
-    assert est.parallel_seconds([fifty_six], cost, 64) == pytest.approx(560 / 56 + 2 * 10)   # width caps k
-    assert est.parallel_seconds([fifty_six, serial], cost, 16) == pytest.approx(560 / 16 + 20 + 60)
-    few = group("09", "ethanol, 2.0 A, n=100", 2)                # two long runs: never more than in one process
-    assert est.parallel_seconds([few], lambda g: 100.0, 16) == 100.0
+    assert est.parallel_seconds([compare], cost, 1) == 40.0                  # one worker: one after another
+    assert est.parallel_seconds([compare], cost, 16) == 20.0                 # two phases of one run's length
+    assert est.parallel_seconds([compare], cost, 2) == 20.0
+    assert est.parallel_seconds([one_phase], cost, 4) == 20.0                # 6 runs of 10 s on 4 workers
+    assert est.parallel_seconds([unlisted], cost, 16) == 30.0                # not in PARALLEL_PHASES: serial
+    no_tuning = group("08", "cutoff 4.5 A, n=25", 3, first_phase=0)          # every run in the second phase
+    secs[id(no_tuning)] = 30.0
+    assert est.parallel_seconds([compare, no_tuning], cost, 16) == 20.0      # 10 s, then 10 s (5 runs at once)
+    assert est.parallel_seconds([compare, no_tuning], cost, 2) == 10.0 + 30.0      # 5 runs of 10 s on 2 workers
+    swept = group("09", "N-body", 4)                     # sweep: 2 candidates x 3 seeds = 6 runs at once if they fit
+    secs[id(swept)] = 40.0
+    assert est.parallel_seconds([swept], cost, 16) == 10.0                   # 6 <= 32: one round
+    assert est.parallel_seconds([swept], cost, 2) == 20.0                    # 6 > 4: two phases, 2 + 2 runs

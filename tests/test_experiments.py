@@ -190,3 +190,13 @@ def test_sweep_tunes_each_job_then_trains_its_other_seeds(workers):
     assert [r["lr"] for r in rows] == [0.3, 0.1, 0.1] and rows[0]["lr_scores"] == {}
     with pytest.raises(ValueError, match="no learning rate"):
         sweep(_fake_run, jobs, seeds=[0], lrs=[], progress=False)
+
+
+def test_sweep_runs_every_seed_and_rate_at_once_when_the_workers_hold_them_with_the_same_rows():
+    from gdl.experiments import sweep
+
+    jobs = [("b", 10)]                                   # 1 job x 2 seeds x 2 rates = 4 runs: two rounds of 2 workers
+    one = sweep(_fake_run, jobs, seeds=[3, 4], lrs=[0.01, 0.1], workers=1, progress=False)
+    both = sweep(_fake_run, jobs, seeds=[3, 4], lrs=[0.01, 0.1], workers=2, progress=False)
+    assert both == one and [r["lr"] for r in both] == [0.1, 0.1]
+    assert sweep(_fake_run, jobs, seeds=[4], lrs=[0.01, 0.1], tune_seed=3, workers=2, progress=False) == [one[1]]
