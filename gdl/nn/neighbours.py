@@ -201,12 +201,12 @@ def _half_stencil(k: int, reach: float, nx: int, ny: int, device: torch.device) 
     """The cells every atom searches, as int64 ``(2, M, 1)`` offsets from its own cell in a grid of ``nx x ny x
     nz`` cells: row 0 the first cell, row 1 one past the last, of each of its ``M`` x-windows.
 
-    The columns (side 1 across y and z, ``kx = nx``-independent x-cells of :data:`X_CELLS_PER_COLUMN` per column)
-    are the own column first (the whole window: the caller keeps only the atoms after the searching one), then
-    those ``(dy, dz)`` with ``|dy|, |dz| <= k`` in the upper half plane (``dz > 0``, or ``dz == 0`` and ``dy > 0``)
-    that lie within ``reach`` (in columns) of some point of the own column. Along x a column is searched over the
-    x-cells within ``sqrt(reach^2 - g_y^2 - g_z^2)`` of the atom's own x-cell, ``g`` being the smallest gap between
-    the two columns: the same for every atom, so no per-atom arithmetic."""
+    Lengths are in columns (the columns' side across y and z is 1; each holds :data:`X_CELLS_PER_COLUMN` x-cells
+    per unit length). The columns searched are the own column first (the whole window: the caller keeps only the
+    atoms after the searching one), then those ``(dy, dz)`` with ``|dy|, |dz| <= k`` in the upper half plane
+    (``dz > 0``, or ``dz == 0`` and ``dy > 0``) that some point of the own column reaches within ``reach``. Along x
+    a column is searched over the x-cells within ``sqrt(reach^2 - g_y^2 - g_z^2)`` of the atom's own x-cell, ``g``
+    being the smallest gap between the two columns: the same for every atom, so no per-atom arithmetic."""
     key = (k, reach, nx, ny, str(device))
     if key not in _STENCILS:
         if len(_STENCILS) > 64:
@@ -325,7 +325,7 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
     while True:
         k = math.ceil(reach / hy)
         k += k * hy < reach                                       # k columns cover the reach
-        px = math.ceil(reach * kx / hy + 1e-6) + 1                # empty x-cells at both ends: no clamping
+        px = math.ceil(reach * kx / hy) + 2                       # empty x-cells at both ends: no clamping
         nx, ny, nz = int(ext[0] * kx / hy) + 1 + 2 * px, int(ext[1] / hy) + 1 + 2 * k, int(ext[2] / hy) + 1 + 2 * k
         if num_graphs * nx * ny * nz <= limit:
             break
