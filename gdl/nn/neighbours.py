@@ -248,15 +248,17 @@ _TEST_SLICE = 2**15
 
 
 def _test_packed(xs: torch.Tensor, v: torch.Tensor, rc2: float) -> torch.Tensor:
-    """``(T,)`` bool, :func:`_sq_dist` ``< rc2`` of the candidates ``v = a << 32 | b``, a slice at a time."""
+    """``(T,)`` bool, :func:`_sq_dist` ``< rc2`` of the candidates ``v = a << 32 | b``, on the host a slice of
+    :data:`_TEST_SLICE` at a time."""
+    step = _TEST_SLICE if v.device.type == "cpu" else len(v)      # a GPU takes them at once
     close = torch.empty(len(v), dtype=torch.bool, device=v.device)
-    ab = v.new_empty(2, min(len(v), _TEST_SLICE))
-    for i in range(0, len(v), _TEST_SLICE):
-        w = v[i:i + _TEST_SLICE]
+    ab = v.new_empty(2, min(len(v), step))
+    for i in range(0, len(v), step):
+        w = v[i:i + step]
         a, b = ab[:, :len(w)]
         torch.bitwise_right_shift(w, 32, out=a)
         torch.bitwise_and(w, 0xFFFFFFFF, out=b)
-        torch.lt(_sq_dist(xs, a, b), rc2, out=close[i:i + _TEST_SLICE])
+        torch.lt(_sq_dist(xs, a, b), rc2, out=close[i:i + step])
     return close
 
 
