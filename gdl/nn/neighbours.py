@@ -146,9 +146,16 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
             torch.sub(z[None, :], z[r0:r1, None], out=t)
             close = d2.add_(t.mul_(t)) < rc2
             close.diagonal(r0).fill_(False)
-            ts = close.nonzero()                                    # row-major: by target, then source
-            out.append(ts.add_(ts.new_tensor([r0, 0])) if r0 else ts)
-        return (out[0] if len(out) == 1 else torch.cat(out)).T.flip(0)
+            out.append(close.nonzero())                             # row-major: by target, then source
+        if len(out) == 1:
+            return out[0].T.flip(0)
+        edge_index = p.new_empty((2, sum(len(ts) for ts in out)), dtype=torch.long)
+        e0 = 0
+        for r0, ts in zip(range(0, n, rows), out):                  # (target, source) -> rows (source; target)
+            edge_index[0, e0:e0 + len(ts)] = ts[:, 1]
+            torch.add(ts[:, 0], r0, out=edge_index[1, e0:e0 + len(ts)])
+            e0 += len(ts)
+        return edge_index
     if num_graphs == 1:
         c = p.to(fdt)
         c = (c - c.amin(0))[None]                                   # (1, n, 3)
