@@ -159,3 +159,15 @@ def test_cells_equal_the_kdtree_on_a_large_system():
     ei = radius_graph(pos, 5.0, method="cells")
     assert ei.shape[1] > 100_000
     assert torch.equal(ei, radius_graph(pos, 5.0, method="kdtree"))
+
+
+def test_cells_when_the_extent_rounds_up_to_one_more_column():
+    """extent / h just below 21 (h = r_c (1 + 64 eps) / 3), but extent * (1 / h) rounds to 21: the farthest atoms
+    land one column past the extent's count, and their windows must still stay inside the grid."""
+    cutoff, extent = 2.4458523123558242, 17.12096618649101
+    h = cutoff * (1 + 64 * torch.finfo(torch.float64).eps) / 3
+    assert int(extent / h) == 20 and int(extent * (1 / h)) == 21
+    g = torch.Generator().manual_seed(13)
+    pos = torch.rand(2500, 3, generator=g, dtype=torch.float64) * extent   # dense enough for the fine grid
+    pos[0], pos[1] = 0.0, extent
+    assert torch.equal(radius_graph(pos, cutoff, method="cells"), radius_graph(pos, cutoff, method="dense"))

@@ -335,7 +335,8 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
         k = math.ceil(reach / hy)
         k += k * hy < reach                                       # k columns cover the reach
         px = math.ceil(reach * kx / hy) + 2                       # empty x-cells at both ends: no clamping
-        nx, ny, nz = int(ext[0] * kx / hy) + 1 + 2 * px, int(ext[1] / hy) + 1 + 2 * k, int(ext[2] / hy) + 1 + 2 * k
+        # one more column or layer than the extent needs: an index rounded up past the extent stays in the grid
+        nx, ny, nz = int(ext[0] * kx / hy) + 1 + 2 * px, int(ext[1] / hy) + 2 + 2 * k, int(ext[2] / hy) + 2 + 2 * k
         if num_graphs * nx * ny * nz <= limit:
             break
         hy *= 1.01 * (num_graphs * nx * ny * nz / limit) ** (1 / 3)
