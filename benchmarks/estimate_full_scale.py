@@ -126,7 +126,8 @@ def list_schedule(lengths: list[float], k: int) -> float:
 def parallel_seconds(groups: list[Group], secs: Callable[[Group], float], k: int) -> float:
     """Wall time of a chapter's training when each section of :data:`PARALLEL_PHASES` spreads its runs over ``k``
     worker processes: every group's runs take ``secs(g) / g.runs`` each; the first phase (the learning-rate
-    candidates, ``g.first_phase`` runs of each group, default 2) and then the second (the other runs) are each
+    candidates, ``g.first_phase`` runs of each group, default 2; ``g.ahead`` where chapter 8 trains its largest
+    size's seeds at every rate in that phase, if all of it fits in two rounds) and then the second are each
     list-scheduled in the chapter's order (:func:`list_schedule`); a ``sweep`` section whose every (job, seed,
     candidate) run fits in two rounds trains them all in one phase. Sections not listed run one after another. The
     time per operation is taken to stay ``c`` with ``k`` processes sharing the GPU (on the H200, sixteen chapters
@@ -144,10 +145,14 @@ def parallel_seconds(groups: list[Group], secs: Callable[[Group], float], k: int
                 total += list_schedule([secs(g) / g.runs for g, n in every for _ in range(n)], k)
                 continue
         first, second = [], []
+        ahead = sum(g.ahead[0] if g.ahead else min(g.runs, g.first_phase or 0) for g in sel) <= 2 * k
         for g in sel:
             n_first = g.runs if phases == 1 else min(g.runs, 2 if g.first_phase is None else g.first_phase)
+            n_second = g.runs - n_first
+            if ahead and g.ahead:               # chapter 8: the largest size's seeds at every rate in phase one
+                n_first, n_second = g.ahead
             first += [secs(g) / g.runs] * n_first
-            second += [secs(g) / g.runs] * (g.runs - n_first)
+            second += [secs(g) / g.runs] * n_second
         total += list_schedule(first, k) + (list_schedule(second, k) if second else 0.0)
     return total
 
@@ -233,6 +238,7 @@ class Group:
     extra_note: str = ""
     extra_on_cpu_s: float = 0.0       # seconds of that work with everything on this CPU (one core)
     first_phase: int | None = None    # runs in the first phase of gdl.parallel (learning-rate candidates; None: 2)
+    ahead: tuple[int, int] | None = None  # (first, second) phase runs when the section trains ahead (chapter 8)
     measured: dict = field(default_factory=dict)
 
 
@@ -633,7 +639,8 @@ def chapter_08(xtb_s: float) -> list[Group]:
             epochs, why = ((MLP_400_EPOCHS, "CPU run at full scale: best epochs 4785-4986 at the old cap 5000")
                            if n == 400 and "MLP" in name else (typical(best, patience, arm_cap), src))
             groups.append(Group("08", "learning curves, 2 A", f"{name}, n={n}", runs, arm_cap, epochs, why,
-                                arm(build, n, augment), first_phase=2 if n == sizes[-1] else 0))
+                                arm(build, n, augment), first_phase=2 if n == sizes[-1] else 0,
+                                ahead=(2 * seeds, 0) if n == sizes[-1] else None))
     for name, build, best in (("SchNet, 4.5 A", schnet_at(4.5), 104), ("DimeNet++, 4.5 A", dimenet_at(4.5), 191)):
         groups.append(Group("08", "cutoff 4.5 A, n=25", name, 4, cap, typical(best, 50, cap),
                             "small-scale best epoch + patience 50", arm(build, 25, None)))

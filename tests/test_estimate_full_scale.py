@@ -139,3 +139,9 @@ def test_parallel_seconds_schedules_the_phases_of_the_sections_that_run_in_worke
     secs[id(swept)] = 40.0
     assert est.parallel_seconds([swept], cost, 16) == 10.0                   # 6 <= 32: one round
     assert est.parallel_seconds([swept], cost, 2) == 20.0                    # 6 > 4: two phases, 2 + 2 runs
+    # chapter 8: the largest size's seeds at every rate in the first phase when all of it fits in two rounds
+    big = group("08", "learning curves, 2 A", 4, first_phase=2, ahead=(6, 0))          # 4 runs of 30 s
+    small = group("08", "learning curves, 2 A", 3, first_phase=0)                      # 3 runs of 10 s
+    secs[id(big)], secs[id(small)] = 120.0, 30.0
+    assert est.parallel_seconds([big, small], cost, 16) == 30.0 + 10.0                 # 6 long runs, then 3 short
+    assert est.parallel_seconds([big, small], cost, 2) == 30.0 + 50.0                  # 6 > 4: 2, then 30 30 10 10 10
