@@ -22,6 +22,7 @@ This is a measurement, not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 
@@ -106,12 +107,21 @@ def _ckdtree(pos, cutoff):
     return cKDTree(pos.detach().cpu().numpy()).query_pairs(cutoff, output_type="ndarray")
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (the radius graph's ratio to cKDTree grows with the machine's load)."""
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:                                     # not on every platform
+        return "unknown"
+
+
 def bench_neighbours(args, device) -> None:
     """Round-robin medians of every method and of ``cKDTree`` per system size, and batches of small molecules
     (the case that sets ``auto``'s threshold on the host)."""
     methods = ["auto", "dense", "cells"] + (["kdtree"] if device.type == "cpu" else [])
     print(f"\nradius graph, cutoff {args.cutoff} Angstrom, one system at 0.1 atoms / A^3; median of "
-          f"{args.nl_repeats}, round-robin in a shuffled order; dense only up to {args.dense_max} atoms\n")
+          f"{args.nl_repeats}, round-robin in a shuffled order; dense only up to {args.dense_max} atoms; "
+          f"load average {_load()} at the start\n")
     print("| atoms | edges | cKDTree (ms) | " + " | ".join(f"{m} (ms)" for m in methods) + " | auto / cKDTree |")
     print("|---:|---:|---:|" + "---:|" * len(methods) + "---:|")
     sizes = [int(s) for s in args.atoms.split(",")]
@@ -151,7 +161,7 @@ def bench_neighbours(args, device) -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"| {b} | {batch.num_nodes} | {1e3 * med['dense']:.2f} | {1e3 * med['cells']:.2f} | "
               f"{'dense' if 9 <= threshold else 'cells'} |")
-    print()
+    print(f"\nload average {_load()} at the end\n")
     for n, ratio in verdicts:
         verdict = "met" if ratio <= 2 else "NOT met"
         print(f"radius graph, {n} atoms: auto / cKDTree {ratio:.2f} (goal: <= 2.0, {verdict})")
