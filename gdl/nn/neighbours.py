@@ -255,9 +255,11 @@ _TEST_SLICE = 2**15
 
 
 def _test_packed(xs: torch.Tensor, v: torch.Tensor, rc2: float) -> torch.Tensor:
-    """``(T,)`` bool, :func:`_sq_dist` ``< rc2`` of the candidates ``v = a << 32 | b``, on the host a slice of
-    :data:`_TEST_SLICE` at a time."""
-    step = _TEST_SLICE if v.device.type == "cpu" else len(v)      # a GPU takes them at once
+    """``(T,)`` bool, :func:`_sq_dist` ``< rc2`` of the candidates ``v = a << 32 | b``, on the host in slices of
+    about :data:`_TEST_SLICE`."""
+    step = max(1, len(v))                                         # a GPU takes them at once
+    if v.device.type == "cpu":                                    # the nearest whole number of slices
+        step = -(-step // max(1, round(step / _TEST_SLICE)))
     close = torch.empty(len(v), dtype=torch.bool, device=v.device)
     ab = v.new_empty(2, min(len(v), step))
     for i in range(0, len(v), step):
