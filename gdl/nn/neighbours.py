@@ -82,22 +82,21 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
     return batch
 
 
-def _sq_dist(xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor, xa: torch.Tensor | None = None) -> torch.Tensor:
+def _sq_dist(xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(T,)`` :math:`\\lVert x_b - x_a \\rVert^2` of the pairs ``(a, b)``, the three squares summed left to right.
 
     Every method applies this one test (``< r_c^2`` in the positions' dtype), so they agree to the last bit at the
     cutoff. ``xs`` holds the positions as 4-float rows viewed as ``complex128`` (float32: one gather per endpoint)
-    or is the ``(N, 3)`` positions themselves (other dtypes: one gather per coordinate); ``a`` indexes ``xa``
-    (default ``xs``), in the same layout."""
-    xa = xs if xa is None else xa
+    or is the ``(N, 3)`` positions themselves (other dtypes: one gather per coordinate)."""
     if xs.dtype == torch.complex128:
         d = xs.index_select(0, b).view(torch.float32).view(-1, 4)
-        d.sub_(xa.index_select(0, a).view(torch.float32).view(-1, 4))
+        d.sub_(xs.index_select(0, a).view(torch.float32).view(-1, 4))
         d.mul_(d)
         return (d[:, 0] + d[:, 1]).add_(d[:, 2])
     d2 = None
     for c in range(3):
-        d = xs[:, c].contiguous().index_select(0, b).sub_(xa[:, c].contiguous().index_select(0, a))
+        x = xs[:, c].contiguous()
+        d = x.index_select(0, b).sub_(x.index_select(0, a))
         d2 = d.mul_(d) if d2 is None else d2.add_(d.mul_(d))
     return d2
 
