@@ -250,7 +250,7 @@ def _runs(starts: torch.Tensor, lens: torch.Tensor, total: int, tags: int) -> to
 
 
 #: The cell list tests its candidates in slices of this many, which stay in the cache with their temporaries.
-_TEST_SLICE = 2**15
+_TEST_SLICE = 2**14
 
 
 def _test_packed(xs: torch.Tensor, v: torch.Tensor, rc2: float) -> torch.Tensor:
