@@ -135,8 +135,6 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
     if num_graphs == 1 and 3 * n * n <= _DIRECT_MAX:               # small: every distance, exactly
         x, y, z = p.T.contiguous()
         rows = max(1, min(chunk, _DIRECT_BLOCK) // n)               # blocks of rows that stay in the cache
-        if chunk >= _DIRECT_BLOCK:                                  # the nearest whole number of such blocks
-            rows = -(-n // max(1, round(n * n / _DIRECT_BLOCK)))
         out = []
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
