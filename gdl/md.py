@@ -13,7 +13,8 @@ periodic ``Atoms`` are refused.
 :func:`run_nve` integrates Newton's equations with velocity Verlet at constant energy and records the energies;
 :func:`energy_drift` fits the slope of the total energy, per atom, in eV/atom/ps. A model whose energy is smooth
 conserves its own total energy up to the integrator's :math:`O(\\Delta t^2)` oscillation; a jump in the energy
-(an edge switched on or off at a hard cutoff) is invisible to the forces and changes the total energy at once.
+(an edge switched on or off at a hard cutoff) is invisible to the forces and changes the total energy at once:
+:func:`energy_jump` finds the largest such step, which a drift may average away over a long run.
 
 Examples:
     >>> from ase.build import molecule
@@ -37,7 +38,7 @@ try:
 except ImportError as err:  # pragma: no cover - ase is in gdl[data]
     raise ImportError("gdl.md needs ASE (pip install 'gdl[data]' or pip install ase)") from err
 
-__all__ = ["GDLCalculator", "thermal_start", "run_nve", "energy_drift"]
+__all__ = ["GDLCalculator", "thermal_start", "run_nve", "energy_drift", "energy_jump"]
 
 
 class GDLCalculator(Calculator):
@@ -167,3 +168,18 @@ def energy_drift(trajectory: dict[str, np.ndarray]) -> float:
         raise ValueError(f"a drift needs at least two recorded frames, got {len(t)}")
     slope = np.polyfit(t, e, 1)[0]
     return float(abs(slope) / len(trajectory["numbers"]))
+
+
+def energy_jump(trajectory: dict[str, np.ndarray]) -> float:
+    r"""The largest change of the total energy between two successive recorded frames, in eV per atom:
+    :math:`\max_t |E_{\mathrm{tot}}(t_{k+1}) - E_{\mathrm{tot}}(t_k)| / N`.
+
+    With a smooth potential, velocity Verlet changes :math:`E_{\mathrm{tot}}` from one step to the next by an
+    oscillation of order :math:`\Delta t^2`; an energy that jumps where a pair of atoms crosses the cutoff changes
+    it by the jump, whatever its sign. A drift (:func:`energy_drift`, a least-squares slope) can miss such jumps
+    over a long run, where jumps up and down cancel. Record every step (``run_nve(..., interval=1)``) to see them.
+    """
+    e = trajectory["total"]
+    if len(e) < 2:
+        raise ValueError(f"a jump needs at least two recorded frames, got {len(e)}")
+    return float(np.abs(np.diff(e)).max() / len(trajectory["numbers"]))
