@@ -14,7 +14,8 @@ periodic ``Atoms`` are refused.
 :func:`energy_drift` fits the slope of the total energy, per atom, in eV/atom/ps. A model whose energy is smooth
 conserves its own total energy up to the integrator's :math:`O(\\Delta t^2)` oscillation; a jump in the energy
 (an edge switched on or off at a hard cutoff) is invisible to the forces and changes the total energy at once:
-:func:`energy_jump` finds the largest such step, which a drift may average away over a long run.
+:func:`energy_deviation` measures how far the total energy wanders from its start, which a drift's slope may
+average away over a long run.
 
 Examples:
     >>> from ase.build import molecule
@@ -38,7 +39,7 @@ try:
 except ImportError as err:  # pragma: no cover - ase is in gdl[data]
     raise ImportError("gdl.md needs ASE (pip install 'gdl[data]' or pip install ase)") from err
 
-__all__ = ["GDLCalculator", "thermal_start", "run_nve", "energy_drift", "energy_jump"]
+__all__ = ["GDLCalculator", "thermal_start", "run_nve", "energy_drift", "energy_deviation"]
 
 
 class GDLCalculator(Calculator):
@@ -170,16 +171,16 @@ def energy_drift(trajectory: dict[str, np.ndarray]) -> float:
     return float(abs(slope) / len(trajectory["numbers"]))
 
 
-def energy_jump(trajectory: dict[str, np.ndarray]) -> float:
-    r"""The largest change of the total energy between two successive recorded frames, in eV per atom:
-    :math:`\max_t |E_{\mathrm{tot}}(t_{k+1}) - E_{\mathrm{tot}}(t_k)| / N`.
+def energy_deviation(trajectory: dict[str, np.ndarray]) -> float:
+    r"""How far the total energy strays from its start, averaged over the run, in eV per atom:
+    :math:`\frac{1}{T}\sum_{k=1}^{T} |E_{\mathrm{tot}}(t_k) - E_{\mathrm{tot}}(t_0)| / N`.
 
-    With a smooth potential, velocity Verlet changes :math:`E_{\mathrm{tot}}` from one step to the next by an
-    oscillation of order :math:`\Delta t^2`; an energy that jumps where a pair of atoms crosses the cutoff changes
-    it by the jump, whatever its sign. A drift (:func:`energy_drift`, a least-squares slope) can miss such jumps
-    over a long run, where jumps up and down cancel. Record every step (``run_nve(..., interval=1)``) to see them.
+    With a smooth potential, velocity Verlet keeps :math:`E_{\mathrm{tot}}` within an oscillation of order
+    :math:`\Delta t^2` around its start; an energy that jumps where a pair of atoms crosses the cutoff makes it
+    wander by the sum of the jumps, whatever their signs. A drift (:func:`energy_drift`, a least-squares slope) can
+    miss that over a long run, where jumps up and down cancel in the slope.
     """
     e = trajectory["total"]
     if len(e) < 2:
-        raise ValueError(f"a jump needs at least two recorded frames, got {len(e)}")
-    return float(np.abs(np.diff(e)).max() / len(trajectory["numbers"]))
+        raise ValueError(f"a deviation needs at least two recorded frames, got {len(e)}")
+    return float(np.abs(e[1:] - e[0]).mean() / len(trajectory["numbers"]))
