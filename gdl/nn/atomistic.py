@@ -189,7 +189,7 @@ def check_coincident(edge_index: torch.Tensor, dist: torch.Tensor, who: str, tol
     if len(close):
         j, i = (int(v) for v in edge_index[:, close[0]])
         raise ValueError(f"{who}: atoms {min(i, j)} and {max(i, j)} coincide (distance "
-                         f"{float(dist[close[0]]):.1e} < {tol:g}); {who} needs distinct positions")
+                         f"{float(dist[close[0]].detach()):.1e} < {tol:g}); {who} needs distinct positions")
 
 
 class EnergyForces(nn.Module):
