@@ -55,15 +55,18 @@ def test_many_pairs_exactly_at_the_cutoff(dtype):
             _all_methods(pos, float(d2[a, b]) ** 0.5)
 
 
-def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch):
+@pytest.mark.parametrize("numpy_faster", [True, False])
+def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch, numpy_faster):
+    monkeypatch.setattr(neighbours, "_SORT_CHOICE", {"numpy_faster": numpy_faster})
+    above = neighbours.AUTO_CELLS_ABOVE_NUMPY_SORT if numpy_faster else neighbours.AUTO_CELLS_ABOVE
     calls = []
     for name in ("_dense_pairs", "_cell_pairs", "_kdtree_pairs"):
         real = getattr(neighbours, name)
         monkeypatch.setattr(neighbours, name, lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
-    small = torch.randn(neighbours.AUTO_CELLS_ABOVE, 3)
+    small = torch.randn(above, 3)
     radius_graph(small, 1.0)
-    radius_graph(torch.randn(neighbours.AUTO_CELLS_ABOVE + 1, 3), 1.0)
-    many = torch.arange(10).repeat_interleave(neighbours.AUTO_CELLS_ABOVE)   # large batch of small systems
+    radius_graph(torch.randn(above + 1, 3), 1.0)
+    many = torch.arange(10).repeat_interleave(above)                          # large batch of small systems
     radius_graph(torch.randn(len(many), 3), 1.0, many)
     assert calls == ["_dense_pairs", "_cell_pairs", "_dense_pairs"]          # auto never uses SciPy
     with pytest.raises(ValueError, match="method must be one of"):
@@ -171,3 +174,19 @@ def test_cells_when_the_extent_rounds_up_to_one_more_column():
     pos = torch.rand(2500, 3, generator=g, dtype=torch.float64) * extent   # dense enough for the fine grid
     pos[0], pos[1] = 0.0, extent
     assert torch.equal(radius_graph(pos, cutoff, method="cells"), radius_graph(pos, cutoff, method="dense"))
+
+
+@pytest.mark.parametrize("numpy_faster", [True, False])
+def test_cells_sort_their_keys_with_numpy_or_torch_alike(monkeypatch, numpy_faster):
+    """The host sorts the keys with NumPy where that measured faster, else with PyTorch's (padded) radix sort; the
+    keys are distinct, so both give the same edges, with int32 and with int64 keys, padded or not."""
+    g = torch.Generator().manual_seed(14)
+    monkeypatch.setattr(neighbours, "_SORT_CHOICE", {"numpy_faster": numpy_faster})
+    for n, side in ((400, 16.0), (1200, 23.0)):                      # below and above the radix sort's minimum
+        pos = torch.rand(n, 3, generator=g, dtype=torch.float64) * side
+        ref = _reference(pos, 4.0, torch.zeros(n, dtype=torch.long))
+        assert torch.equal(radius_graph(pos, 4.0, method="cells"), ref), (n, numpy_faster)
+        monkeypatch.setattr(neighbours, "_INT32_KEYS", 0)
+        assert torch.equal(radius_graph(pos, 4.0, method="cells"), ref), (n, numpy_faster, "int64")
+        monkeypatch.setattr(neighbours, "_INT32_KEYS", 2**31)
+    assert isinstance(neighbours._numpy_sorts_faster(), bool)
