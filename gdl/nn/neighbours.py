@@ -124,6 +124,9 @@ def _filter_dtype(dtype: torch.dtype) -> torch.dtype:
 _DIRECT_MAX = 3 * 800**2
 #: ... in blocks of rows of at most this many pairs.
 _DIRECT_BLOCK = 2**17
+#: ... or in one block up to this many pairs (400 atoms: one block of 160,000 pairs, not 327 rows and then 73:
+#: 9 % faster; at 500 atoms one block is 50 % slower than two)
+_ONE_BLOCK_MAX = 200_000
 
 
 def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, num_graphs: int, chunk: int
@@ -142,6 +145,8 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
     if num_graphs == 1 and 3 * n * n <= _DIRECT_MAX:               # small: every distance, exactly
         x, y, z = p.T.contiguous()
         rows = max(1, min(chunk, _DIRECT_BLOCK) // n)               # blocks of rows that stay in the cache
+        if chunk >= _DIRECT_BLOCK and n * n <= _ONE_BLOCK_MAX:       # ... or one block, when that is barely larger
+            rows = n
         out = []
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
