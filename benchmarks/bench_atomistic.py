@@ -12,9 +12,9 @@
    :class:`gdl.nn.EnergyForces`. Round-robin, median of ``--repeats``.
 2. **Radius graph** (``gdl.nn.radius_graph``, cutoff 5 Angstrom) for one system of N atoms at liquid density
    (0.1 atoms per cubic Angstrom, ~ water), by every method (``auto``, dense all-pairs, cell list, and on the host
-   the SciPy-backed ``kdtree`` check), against SciPy's ``cKDTree`` (build + ``query_pairs``: the unordered pairs
-   only, so a strict reference); then batches of small molecules, where ``auto`` keeps the dense method. Goal:
-   ``auto`` (pure PyTorch) at most 2 x ``cKDTree`` from 100 to 10,000 atoms. ``--clock cpu`` times CPU time.
+   the sweep and the SciPy-backed ``kdtree`` check), against SciPy's ``cKDTree`` (build + ``query_pairs``: the
+   unordered pairs only, so a strict reference); then batches of small molecules. Goal: ``auto`` (PyTorch and
+   NumPy, no SciPy) at most 2 x ``cKDTree`` from 100 to 10,000 atoms. ``--clock cpu`` times CPU time.
 
 This is a measurement, not a test.
 """
@@ -30,7 +30,7 @@ import torch
 from _common import add_common_arguments, energy_step, ethanol_batch, force_step, round_robin, set_up, timed
 
 from gdl.nn import EnergyForces, SchNet
-from gdl.nn.neighbours import AUTO_CELLS_ABOVE, AUTO_CELLS_ABOVE_GPU, radius_graph
+from gdl.nn.neighbours import AUTO_CELLS_ABOVE_GPU, AUTO_SWEEP_UP_TO, radius_graph
 
 
 class PyGEnergy(torch.nn.Module):
@@ -118,7 +118,8 @@ def _load() -> str:
 def bench_neighbours(args, device) -> None:
     """Round-robin medians of every method and of ``cKDTree`` per system size, and batches of small molecules
     (the case that sets ``auto``'s threshold on the host)."""
-    methods = ["auto", "dense", "cells"] + (["kdtree"] if device.type == "cpu" else [])
+    host = device.type == "cpu"
+    methods = ["auto", "dense"] + (["sweep"] if host else []) + ["cells"] + (["kdtree"] if host else [])
     print(f"\nradius graph, cutoff {args.cutoff} Angstrom, one system at 0.1 atoms / A^3; median of "
           f"{args.nl_repeats}, round-robin in a shuffled order; dense only up to {args.dense_max} atoms; "
           f"load average {_load()} at the start\n")
@@ -147,20 +148,20 @@ def bench_neighbours(args, device) -> None:
         cells = " | ".join(f"{1e3 * med[m]:.2f}" if m in med else "-" for m in methods)
         print(f"| {n} | {ei.shape[1]} | {1e3 * med['cKDTree']:.2f} | {cells} | {ratio:.2f} |")
     print("\nbatches of rattled ethanol molecules (9 atoms each), cutoff 5 A:\n")
-    print("| molecules | atoms | dense (ms) | cells (ms) | auto picks |")
-    print("|---:|---:|---:|---:|---|")
-    threshold = AUTO_CELLS_ABOVE if device.type == "cpu" else AUTO_CELLS_ABOVE_GPU
+    batch_methods = ["dense"] + (["sweep"] if host else []) + ["cells"]
+    print("| molecules | atoms | " + " | ".join(f"{m} (ms)" for m in batch_methods) + " | auto picks |")
+    print("|---:|---:|" + "---:|" * len(batch_methods) + "---|")
+    picks = "sweep" if host and 9 <= AUTO_SWEEP_UP_TO else "dense" if 9 <= AUTO_CELLS_ABOVE_GPU else "cells"
     for b in (8, 64, 512):
         batch = ethanol_batch(b, device)
-        steps = {m: lambda x=batch, m=m: radius_graph(x.pos, args.cutoff, x.batch, method=m)
-                 for m in ("dense", "cells")}
+        steps = {m: lambda x=batch, m=m: radius_graph(x.pos, args.cutoff, x.batch, method=m) for m in batch_methods}
         times = {k: [] for k in steps}
         for _ in range(args.nl_repeats):
             for k, step in steps.items():
                 times[k].append(timed(step, device))
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"| {b} | {batch.num_nodes} | {1e3 * med['dense']:.2f} | {1e3 * med['cells']:.2f} | "
-              f"{'dense' if 9 <= threshold else 'cells'} |")
+        print(f"| {b} | {batch.num_nodes} | " + " | ".join(f"{1e3 * med[m]:.2f}" for m in batch_methods)
+              + f" | {picks} |")
     print(f"\nload average {_load()} at the end\n")
     for n, ratio in verdicts:
         verdict = "met" if ratio <= 2 else "NOT met"

@@ -8,8 +8,10 @@ from gdl.nn.neighbours import radius_graph
 
 
 def _all_methods(pos, cutoff, batch=None):
-    out = {m: radius_graph(pos, cutoff, batch, method=m) for m in ("dense", "cells", "kdtree")}
-    for m in ("cells", "kdtree"):
+    before = pos.clone()
+    out = {m: radius_graph(pos, cutoff, batch, method=m) for m in ("dense", "sweep", "cells", "kdtree")}
+    assert torch.equal(pos, before)                               # no method moves the atoms it is given
+    for m in ("sweep", "cells", "kdtree"):
         assert torch.equal(out[m], out["dense"]), m
     return out["dense"]
 
@@ -55,22 +57,25 @@ def test_many_pairs_exactly_at_the_cutoff(dtype):
             _all_methods(pos, float(d2[a, b]) ** 0.5)
 
 
-@pytest.mark.parametrize("numpy_faster", [True, False])
-def test_auto_picks_by_size_and_the_kdtree_wants_host_tensors(monkeypatch, numpy_faster):
-    monkeypatch.setattr(neighbours, "_SORT_CHOICE", {"numpy_faster": numpy_faster})
-    above = neighbours.AUTO_CELLS_ABOVE_NUMPY_SORT if numpy_faster else neighbours.AUTO_CELLS_ABOVE
+def test_auto_picks_by_size_and_the_host_only_methods_want_host_tensors(monkeypatch):
+    dense, sweep = neighbours.AUTO_DENSE_UP_TO, neighbours.AUTO_SWEEP_UP_TO
     calls = []
-    for name in ("_dense_pairs", "_cell_pairs", "_kdtree_pairs"):
+    for name in ("_dense_pairs", "_sweep_pairs", "_cell_pairs", "_kdtree_pairs"):
         real = getattr(neighbours, name)
         monkeypatch.setattr(neighbours, name, lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
-    small = torch.randn(above, 3)
-    radius_graph(small, 1.0)
-    radius_graph(torch.randn(above + 1, 3), 1.0)
-    many = torch.arange(10).repeat_interleave(above)                          # large batch of small systems
-    radius_graph(torch.randn(len(many), 3), 1.0, many)
-    assert calls == ["_dense_pairs", "_cell_pairs", "_dense_pairs"]          # auto never uses SciPy
+    for n in (dense, dense + 1, sweep, sweep + 1):                            # one system
+        radius_graph(torch.randn(n, 3), 1.0)
+    for n in (9, sweep + 1):                                                  # batches of three systems of n atoms
+        radius_graph(torch.randn(3 * n, 3), 1.0, torch.arange(3).repeat_interleave(n))
+    assert calls == ["_dense_pairs", "_sweep_pairs", "_sweep_pairs", "_cell_pairs",    # auto never uses SciPy
+                     "_sweep_pairs", "_cell_pairs"]
+    small = torch.randn(10, 3)
     with pytest.raises(ValueError, match="method must be one of"):
         radius_graph(small, 1.0, method="kd-tree")
+    if torch.cuda.is_available():
+        for method in ("kdtree", "sweep"):
+            with pytest.raises(ValueError, match=f"method='{method}' needs host tensors"):
+                radius_graph(small.to("cuda"), 1.0, method=method)
 
 
 def _reference(pos, cutoff, batch):
@@ -94,7 +99,7 @@ def test_every_method_equals_brute_force_on_batches_of_different_extents(dtype):
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     ref = _reference(pos, 2.0, batch)
     assert ref.shape[1] > 1000
-    for method in ("dense", "cells", "kdtree", "auto"):
+    for method in ("dense", "sweep", "cells", "kdtree", "auto"):
         if method == "kdtree" and dtype == torch.float16:
             continue
         assert torch.equal(radius_graph(pos, 2.0, batch, method=method), ref), method
@@ -106,8 +111,8 @@ def test_cells_coarsen_a_huge_sparse_grid_and_stay_exact():
     pos = torch.cat([torch.rand(300, 3, generator=g, dtype=torch.float64) * 6,
                      torch.rand(300, 3, generator=g, dtype=torch.float64) * 6 + 1e4])   # two far clusters
     ref = _reference(pos, 1.5, torch.zeros(600, dtype=torch.long))
-    assert torch.equal(radius_graph(pos, 1.5, method="cells"), ref)
-    assert torch.equal(radius_graph(pos, 1.5, method="dense"), ref)
+    for method in ("cells", "dense", "sweep"):
+        assert torch.equal(radius_graph(pos, 1.5, method=method), ref), method
 
 
 def test_cells_on_a_lattice_with_pairs_at_and_next_to_the_cutoff():
@@ -126,6 +131,32 @@ def test_dense_blocks_of_rows_equal_brute_force(dtype):
     for chunk in (2**22, 1000):
         assert torch.equal(radius_graph(pos, 5.0, method="dense", chunk=chunk), ref)
     assert torch.equal(radius_graph(pos, 5.0, method="cells"), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_sweep_in_blocks_of_rows_and_with_int64_keys_equals_brute_force(monkeypatch, dtype):
+    g = torch.Generator().manual_seed(14)
+    pos = (torch.rand(500, 3, generator=g, dtype=torch.float64) * torch.tensor([4.0, 30.0, 9.0])).to(dtype)
+    ref = _reference(pos, 2.5, torch.zeros(500, dtype=torch.long))
+    assert ref.shape[1] > 5000
+    for chunk in (2**22, 1000, 1):                                  # one block, many blocks, one row at a time
+        assert torch.equal(radius_graph(pos, 2.5, method="sweep", chunk=chunk), ref), chunk
+    monkeypatch.setattr(neighbours, "_INT32_KEYS", 0)              # keys sorted as int64
+    assert torch.equal(radius_graph(pos, 2.5, method="sweep"), ref)
+
+
+def test_sweep_where_every_atom_is_in_every_window():
+    """Atoms spread across y and z but all within the cutoff along the sweep axis (y, the longest): the window
+    holds every later atom, as the dense method's every pair."""
+    g = torch.Generator().manual_seed(15)
+    pos = torch.rand(300, 3, generator=g, dtype=torch.float64) * torch.tensor([0.4, 0.5, 0.1])
+    ref = _reference(pos, 0.6, torch.zeros(300, dtype=torch.long))
+    assert torch.equal(radius_graph(pos, 0.6, method="sweep"), ref)
+    line = torch.zeros(6, 3)
+    line[:, 0] = torch.arange(6.0)                                 # spacing exactly the cutoff: no edge
+    assert radius_graph(line, 1.0, method="sweep").shape[1] == 0
+    bonds = radius_graph(line, 1.0 + 1e-6, method="sweep")
+    assert bonds.shape[1] == 10 and torch.equal(bonds, radius_graph(line, 1.0 + 1e-6, method="dense"))
 
 
 def test_runs_concatenate_ranges_tagged_by_their_run_even_around_empty_runs():
@@ -162,6 +193,7 @@ def test_cells_equal_the_kdtree_on_a_large_system():
     ei = radius_graph(pos, 5.0, method="cells")
     assert ei.shape[1] > 100_000
     assert torch.equal(ei, radius_graph(pos, 5.0, method="kdtree"))
+    assert torch.equal(ei, radius_graph(pos, 5.0, method="sweep"))
 
 
 def test_cells_when_the_extent_rounds_up_to_one_more_column():

@@ -9,14 +9,18 @@ message), row 1 the target ``i`` (the atom that receives it). Edges never cross 
 ever dropped: ``max_neighbours`` only *checks* the largest neighbourhood (raising, or warning, when it is
 exceeded), unlike PyG's ``radius_graph(max_num_neighbors=32)``, which silently keeps an arbitrary subset.
 
-Three methods give the same edges in the same order (sorted by target, then source): every one decides with
+Four methods give the same edges in the same order (sorted by target, then source): every one decides with
 the same squared-distance test (:func:`_sq_dist`: the three squared differences summed left to right, compared
 with :math:`r_c^2` in the positions' dtype), so they agree to the last bit at the cutoff.
 
 - ``"dense"``: all pairs within each system (padded per-system blocks), :math:`O(B\\, n_{\\max}^2)` time, at most
-  ``chunk`` pairs in memory at once; candidates from one matrix product per block (the Gram-matrix form of the
-  distance, with a margin that bounds its rounding error), read off in target-then-source order by ``nonzero``,
-  so no sort; fastest for small systems and on a GPU;
+  ``chunk`` pairs in memory at once; one system's distances computed exactly, a batch's candidates from one matrix
+  product per block (the Gram-matrix form of the distance, with a margin that bounds its rounding error), read
+  off in target-then-source order (no sort); fastest for small systems and on a GPU;
+- ``"sweep"`` (host tensors): the atoms sorted along their longest axis, each tested against a window of the
+  next :math:`w` atoms, :math:`w` the most that lie within :math:`r_c` along that axis after any atom;
+  :math:`O(N w)` candidates read from one sliding-window view (no gather), NumPy's comparison and sort; fastest
+  on the host from a few hundred to a couple of thousand atoms, and for batches of small molecules;
 - ``"cells"``: a cell list, :math:`O(N)` candidates for a bounded density plus one :math:`O(E \\log E)` integer
   sort: columns of side :math:`r_c / 3`, each atom looking at the upper half of its neighbourhood only and, in
   every column, at the run of atoms in the x-cells that its own cell can reach (a window fixed per column, see
@@ -26,9 +30,9 @@ with :math:`r_c^2` in the positions' dtype), so they agree to the last bit at th
   moved apart along x so that they cannot meet), then the same test decides; host tensors only. It is kept as
   an independent check: ``"auto"`` never picks it.
 
-``"auto"`` picks by the largest system of the batch: ``"cells"`` above :data:`AUTO_CELLS_ABOVE` atoms on the host
-(:data:`AUTO_CELLS_ABOVE_NUMPY_SORT` where NumPy sorts faster than PyTorch, :data:`AUTO_CELLS_ABOVE_GPU` on other
-devices), ``"dense"`` below (thresholds measured with
+``"auto"`` picks by the largest system of the batch. On the host: ``"dense"`` for one system of up to
+:data:`AUTO_DENSE_UP_TO` atoms, else ``"sweep"`` up to :data:`AUTO_SWEEP_UP_TO` atoms, ``"cells"`` above; on other
+devices ``"dense"`` up to :data:`AUTO_CELLS_ABOVE_GPU` atoms, ``"cells"`` above (thresholds measured with
 ``benchmarks/bench_atomistic.py``).
 
 *Triplets* (for DimeNet++) are pairs of edges ``k -> j`` and ``j -> i`` with ``k != i``: the angle at ``j``
@@ -58,12 +62,13 @@ from gdl.nn._checks import sum_is_finite
 __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Triplets", "triplet_angles",
            "triplet_cosines", "METHODS"]
 
-METHODS = ("auto", "dense", "cells", "kdtree")
-#: On the host, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
-AUTO_CELLS_ABOVE = 550
-#: ... and above this many where NumPy sorts the cell list's keys faster than PyTorch (measured crossover with
-#: NumPy's sort: between 400 and 450 atoms)
-AUTO_CELLS_ABOVE_NUMPY_SORT = 420
+METHODS = ("auto", "dense", "sweep", "cells", "kdtree")
+#: On the host, ``"auto"`` takes the dense method for one system of up to this many atoms (measured crossover with
+#: the sweep: between 300 and 400 atoms) ...
+AUTO_DENSE_UP_TO = 350
+#: ... and otherwise sweeps (:func:`_sweep_pairs`) up to this many atoms in the largest system, and uses the cell
+#: list above (measured crossover: between 1500 and 2000 atoms; batches of small molecules sweep fastest)
+AUTO_SWEEP_UP_TO = 1500
 #: On a GPU, ``"auto"`` switches from the dense method to the cell list above this many atoms in one system.
 AUTO_CELLS_ABOVE_GPU = 1000
 
@@ -119,6 +124,18 @@ def _filter_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+def _flat_close(d2: torch.Tensor, rc2: float) -> np.ndarray | torch.Tensor:
+    """Flat indices of the entries of ``d2`` below ``rc2`` (rounded to ``d2``'s dtype, as PyTorch compares with a
+    Python number): on the host a NumPy array (NumPy compares about ten times and finds the entries about 1.4 times
+    faster than PyTorch there), else a tensor on ``d2``'s device."""
+    if d2.device.type != "cpu":
+        return (d2 < rc2).view(-1).nonzero().view(-1)
+    if d2.dtype in (torch.float16, torch.float32, torch.float64):
+        a = d2.numpy()
+        return np.flatnonzero(a < a.dtype.type(rc2))
+    return np.flatnonzero((d2 < rc2).numpy())
+
+
 #: The dense method computes every distance of one system exactly, with no Gram-matrix filter, up to this many
 #: coordinate differences (3 N^2).
 _DIRECT_MAX = 3 * 800**2
@@ -147,7 +164,7 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
         rows = max(1, min(chunk, _DIRECT_BLOCK) // n)               # blocks of rows that stay in the cache
         if chunk >= _DIRECT_BLOCK and n * n <= _ONE_BLOCK_MAX:       # ... or one block, when that is barely larger
             rows = n
-        out = []
+        flats = []
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
             d2 = x[None, :] - x[r0:r1, None]                        # d2[i, j] = (x_j - x_i)^2 + ..., in place
@@ -155,18 +172,21 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
             t = y[None, :] - y[r0:r1, None]
             d2.add_(t.mul_(t))
             torch.sub(z[None, :], z[r0:r1, None], out=t)
-            close = d2.add_(t.mul_(t)) < rc2
-            close.diagonal(r0).fill_(False)
-            out.append(close.nonzero())                             # row-major: by target, then source
-        if len(out) == 1:
-            return out[0].T.flip(0)
-        edge_index = p.new_empty((2, sum(len(ts) for ts in out)), dtype=torch.long)
+            d2.add_(t.mul_(t)).diagonal(r0).fill_(math.inf)        # never an atom with itself
+            flats.append(_flat_close(d2, rc2))
+        # flat index r n + j of row r of the block from r0: target r0 + r, source j (row-major: already sorted)
+        host = dev.type == "cpu"
+        xp = np if host else torch
+        edge_index = xp.empty((2, sum(len(f) for f in flats)), dtype=xp.int64)
         e0 = 0
-        for r0, ts in zip(range(0, n, rows), out):                  # (target, source) -> rows (source; target)
-            edge_index[0, e0:e0 + len(ts)] = ts[:, 1]
-            torch.add(ts[:, 0], r0, out=edge_index[1, e0:e0 + len(ts)])
-            e0 += len(ts)
-        return edge_index
+        for r0, f in zip(range(0, n, rows), flats):
+            src, tgt = edge_index[:, e0:e0 + len(f)]
+            xp.floor_divide(f, n, out=tgt)
+            xp.multiply(tgt, n, out=src)
+            xp.subtract(f, src, out=src)
+            tgt += r0
+            e0 += len(f)
+        return torch.from_numpy(edge_index) if host else edge_index.to(dev)
     if num_graphs == 1:
         c = p.to(fdt)
         c = (c - c.amin(0))[None]                                   # (1, n, 3)
@@ -306,6 +326,19 @@ def _numpy_sorts_faster() -> bool:
 _SORT_CHOICE: dict[str, bool] = {}
 
 
+def _keys_sorted(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
+    """NumPy's sort of the keys ``t << shift | s`` of the directed pairs ``(a -> b)`` and ``(b -> a)``, in one
+    buffer of ``a``'s dtype."""
+    m = len(a)
+    key = np.empty(2 * m, dtype=a.dtype)
+    np.left_shift(a, shift, out=key[:m])
+    key[:m] |= b
+    np.left_shift(b, shift, out=key[m:])
+    key[m:] |= a
+    key.sort()
+    return key
+
+
 def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, shift: int) -> torch.Tensor:
     """The keys ``t << shift | s`` of the directed pairs ``(a -> b)`` and ``(b -> a)`` (distinct), sorted ascending.
 
@@ -314,15 +347,14 @@ def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, shift: int) -> torch.Ten
     radix sort to pay: the measured crossover is about 8000) is filled up with the dtype's largest value so that
     PyTorch's radix sort applies, and the filling is cut off again. The keys are distinct, so every sort gives the
     same result."""
-    m = len(a)
     host = a.device.type == "cpu"
-    numpy_sort = host and _numpy_sorts_faster()
-    size = _RADIX_MIN if host and not numpy_sort and 4000 < m < _RADIX_MIN // 2 else 2 * m
+    if host and _numpy_sorts_faster():
+        return torch.from_numpy(_keys_sorted(a.numpy(), b.numpy(), shift))
+    m = len(a)
+    size = _RADIX_MIN if host and 4000 < m < _RADIX_MIN // 2 else 2 * m
     key = a.new_empty(size)
     torch.bitwise_left_shift(a, shift, out=key[:m]).bitwise_or_(b)
     torch.bitwise_left_shift(b, shift, out=key[m:2 * m]).bitwise_or_(a)
-    if numpy_sort:
-        return torch.from_numpy(np.sort(key.numpy()))
     key[2 * m:].fill_(torch.iinfo(key.dtype).max)
     return torch.sort(key).values[:2 * m]
 
@@ -406,6 +438,70 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
     return out
 
 
+#: The sweep holds at most this many candidate pairs at once (blocks of rows of its window that stay in the cache).
+_SWEEP_BLOCK = 2**17
+
+
+def _sweep_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, num_graphs: int, chunk: int
+                 ) -> torch.Tensor:
+    """Sweep along one axis (host tensors): (2, E) sorted by target then source.
+
+    The atoms are sorted along the axis of largest extent, :math:`u_{(1)} \\le \\dots \\le u_{(N)}` (the systems of a
+    batch one after the other, at least :math:`2 r_c` apart). A pair can be closer than :math:`r_c` only if
+    :math:`u_{(j)} - u_{(i)} < r_c`, so atom :math:`(i)` needs testing only against the next :math:`w` atoms, :math:`w`
+    the widest such run over all atoms (found with one ``searchsorted``). Those :math:`N w` candidates form one
+    sliding-window view of the sorted coordinates (no gather); the squared distances are computed on it block by
+    block (the three squares summed left to right, as :func:`_sq_dist`), NumPy finds the ones below :math:`r_c^2`,
+    and one integer sort of ``target << s | source`` over both directions gives the order. :math:`O(N w)` work:
+    for a uniform system of side :math:`L`, :math:`w \\approx N r_c / L`."""
+    p = pos.detach()
+    n = len(p)
+    rel = p.to(torch.float64, copy=True).numpy()            # a copy even of float64 positions
+    rel -= rel.min(0)
+    reach = cutoff * (1 + max(1e-4, 64 * torch.finfo(p.dtype).eps))   # beyond any pair the exact test can accept
+    extent = rel.max(0)
+    axis = int(extent.argmax())
+    u = rel[:, axis]
+    if num_graphs > 1:                                      # system g moved by g (extent + 2 reach): apart
+        b = batch.numpy()
+        u += b * (float(extent[axis]) + 2 * reach)
+    order = np.argsort(u)
+    us = u[order]
+    w = int((np.searchsorted(us, us + reach) - np.arange(1, n + 1)).max())
+    if w <= 0:
+        return torch.zeros(2, 0, dtype=torch.long)
+    c = p.new_empty((3, n + w))                             # sorted coordinates, w infinite ones after them
+    torch.index_select(p.T, 1, torch.from_numpy(order), out=c[:, :n])
+    c[:, n:] = math.inf
+    rows = max(1, min(chunk, _SWEEP_BLOCK) // w)
+    flats = []
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        d2 = None
+        for k in range(3):                                  # d2[r, m] = |x_(r0 + r + 1 + m) - x_(r0 + r)|^2
+            d = c[k, r0 + 1:r1 + w].unfold(0, w, 1) - c[k, r0:r1, None]
+            d2 = d.mul_(d) if d2 is None else d2.add_(d.mul_(d))
+        f = _flat_close(d2, cutoff * cutoff)
+        if r0:
+            f += r0 * w
+        flats.append(f)
+    f = flats[0] if len(flats) == 1 else np.concatenate(flats)
+    i = f // w                                              # sorted positions: i, and j = i + 1 + (f mod w)
+    j = f - i * w
+    j += i + 1
+    if num_graphs > 1:                                      # a window may run into the next system
+        bs = b[order]
+        same = bs[i] == bs[j]
+        i, j = i[same], j[same]
+    shift = max(1, (n - 1).bit_length())
+    o = order.astype(np.int32 if n << shift <= _INT32_KEYS else np.int64)
+    key = _keys_sorted(o[i], o[j], shift)
+    out = np.empty((2, len(key)), dtype=np.int64)
+    np.bitwise_and(key, (1 << shift) - 1, out=out[0])
+    np.right_shift(key, shift, out=out[1])
+    return torch.from_numpy(out)
+
+
 def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
     """Candidates from ``cKDTree.query_pairs`` within :math:`r_c (1 + 10^{-4})` (in float64), kept by the exact
     test of the other methods; both directions, sorted by one integer sort of ``target * N + source``.
@@ -462,9 +558,9 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         max_neighbours: if given, the largest allowed number of neighbours of one atom; more is an error
             (``on_overflow="raise"``) or a warning (``"warn"``). Edges are never dropped.
         on_overflow: ``"raise"`` (default) or ``"warn"``.
-        method: ``"dense"``, ``"cells"``, ``"kdtree"`` (host tensors) or ``"auto"`` (see the module's
-            description); all give the same edges.
-        chunk: the dense method's largest number of candidate pairs held at once.
+        method: ``"dense"``, ``"sweep"`` (host tensors), ``"cells"``, ``"kdtree"`` (host tensors) or ``"auto"``
+            (see the module's description); all give the same edges.
+        chunk: the dense method's and the sweep's largest number of candidate pairs held at once.
 
     Returns:
         ``edge_index`` ``(2, E)`` long, row 0 the source ``j``, row 1 the target ``i``, sorted by target then
@@ -480,8 +576,8 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         raise ValueError(f"on_overflow must be 'raise' or 'warn', got {on_overflow!r}")
     if len(pos) == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
-    if method == "kdtree" and pos.device.type != "cpu":
-        raise ValueError(f"method='kdtree' needs host tensors, got pos on {pos.device}: use 'cells' or 'dense'")
+    if method in ("kdtree", "sweep") and pos.device.type != "cpu":
+        raise ValueError(f"method={method!r} needs host tensors, got pos on {pos.device}: use 'cells' or 'dense'")
     if batch is None:                                  # one system: the methods need no batch vector
         num_graphs, largest = 1, len(pos)
     else:
@@ -489,16 +585,17 @@ def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = 
         largest = int(torch.bincount(batch).max()) if method == "auto" else 0
     if method == "auto":
         if pos.device.type != "cpu":
-            above = AUTO_CELLS_ABOVE_GPU
-        elif largest > AUTO_CELLS_ABOVE_NUMPY_SORT and _numpy_sorts_faster():
-            above = AUTO_CELLS_ABOVE_NUMPY_SORT
+            method = "cells" if largest > AUTO_CELLS_ABOVE_GPU else "dense"
+        elif num_graphs == 1 and largest <= AUTO_DENSE_UP_TO:
+            method = "dense"
         else:
-            above = AUTO_CELLS_ABOVE
-        method = "cells" if largest > above else "dense"
+            method = "cells" if largest > AUTO_SWEEP_UP_TO else "sweep"
     cutoff = float(cutoff)
     with torch.no_grad():
         if method == "dense":
             edge_index = _dense_pairs(pos, cutoff, batch, num_graphs, chunk)
+        elif method == "sweep":
+            edge_index = _sweep_pairs(pos, cutoff, batch, num_graphs, chunk)
         elif method == "cells":
             edge_index = _cell_pairs(pos, cutoff, batch, num_graphs)
         else:
