@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["model_dtype", "to_model_dtype", "check_finite", "sum_is_finite"]
+__all__ = ["model_dtype", "to_model_dtype", "check_finite", "sum_is_finite", "name_bad_atoms"]
 
 
 def model_dtype(module: nn.Module) -> torch.dtype | None:
@@ -42,6 +42,14 @@ def sum_is_finite(*tensors: torch.Tensor) -> torch.Tensor:
     ``torch.isfinite`` takes four."""
     s = tensors[0].detach().sum() if len(tensors) == 1 else torch.stack([t.detach().sum() for t in tensors]).sum()
     return (s - s) == 0
+
+
+def name_bad_atoms(pos: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the first atoms (rows of the ``(N, 3)`` positions) with a NaN or infinite
+    coordinate, if any: the search after a sum that was not finite (:func:`sum_is_finite`)."""
+    bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}{' ...' if len(bad) > 10 else ''}")
 
 
 def check_finite(t: torch.Tensor, name: str, owner: str, mask: torch.Tensor | None = None) -> None:

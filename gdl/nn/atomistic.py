@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from gdl.data.graphs import GraphBatch
-from gdl.nn._checks import model_dtype, sum_is_finite
+from gdl.nn._checks import model_dtype, name_bad_atoms, sum_is_finite
 from gdl.nn.message_passing import scatter_mean, scatter_sum
 from gdl.nn.neighbours import edge_vectors, radius_graph
 
@@ -95,10 +95,7 @@ def _check_tensors(pos: Any, z: Any, batch: Any, num_types: int | None = None) -
         lo, hi = torch.aminmax(z)
         ok = ok & (lo >= 0) & (hi < top)
     if not bool(ok):                                    # find and name the culprit (or an overflowing sum)
-        if not bool(torch.isfinite(pos).all()):
-            bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
-            raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}"
-                             f"{' ...' if len(bad) > 10 else ''}")
+        name_bad_atoms(pos)
         if len(z) and (int(z.min()) < 0 or int(z.max()) >= top):
             bad = z[(z < 0) | (z >= top)].unique().tolist()
             raise ValueError(f"z (atom types) has values {bad[:10]} outside the embedding's range 0..{top - 1}")

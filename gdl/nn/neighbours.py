@@ -57,7 +57,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from gdl.nn._checks import sum_is_finite
+from gdl.nn._checks import name_bad_atoms, sum_is_finite
 
 __all__ = ["radius_graph", "neighbour_counts", "edge_vectors", "triplets", "Triplets", "triplet_angles",
            "triplet_cosines", "METHODS"]
@@ -78,10 +78,7 @@ def _check_inputs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None) 
         raise ValueError(f"pos must be a float tensor of shape (N, 3), got "
                          f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
     if not bool(sum_is_finite(pos)):                    # one reduction; the atom search only when something is off
-        bad = (~torch.isfinite(pos)).any(1).nonzero().flatten().tolist()
-        if bad:
-            raise ValueError(f"pos has NaN or infinite coordinates at atoms {bad[:10]}"
-                             f"{' ...' if len(bad) > 10 else ''}")
+        name_bad_atoms(pos)
     if not float(cutoff) > 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
     if batch is None:
