@@ -65,6 +65,27 @@ def test_master_scores_full_and_student_version_scores_zero(master, tmp_path):
         [q["message"] for q in blank["questions"]]
 
 
+#: Seeds at which a hidden question once failed its own master (ex14's broken model was an absolute value, which
+#: a reflection close to a permutation of the axes left alone on points with positive coordinates).
+FAILED_THEIR_MASTER = {"ex14": [329, 889, 1967, 2105, 2758]}
+
+
+@pytest.mark.parametrize("master", MASTER_PATHS, ids=lambda p: p.stem)
+def test_hidden_questions_pass_the_master_at_every_seed(master):
+    """A hidden question draws fresh inputs from the run's secret seed: it must pass the reference solution at every
+    seed, or the grader would take points for its own unlucky draw. 100 seeds in-process (about 0.1 to 5 s per
+    exercise), plus the seeds that caught a question before."""
+    from gdl.grading._exercise import LocalSubmission
+
+    ex = load_exercise(master)
+    hidden = [q for q in ex.questions if q.hidden]
+    ref = LocalSubmission(ex.reference)
+    for seed in [*range(100), *FAILED_THEIR_MASTER.get(ex.id, [])]:
+        failed = [(r["name"], r["message"]) for r in run_questions(hidden, LocalSubmission(ex.reference), ref, seed)
+                  if not r["passed"]]
+        assert not failed, (seed, failed)
+
+
 def test_student_versions_are_generated_from_the_masters(tmp_path):
     written = generate_student_versions(MASTERS, tmp_path, progress=False)
     assert [p.name for p in written] == [m.name for m in MASTER_PATHS]
