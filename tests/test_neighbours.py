@@ -133,6 +133,19 @@ def test_dense_blocks_of_rows_equal_brute_force(dtype):
     assert torch.equal(radius_graph(pos, 5.0, method="cells"), ref)
 
 
+def test_dense_pairs_found_by_pytorch_as_on_a_gpu_equal_numpys(monkeypatch):
+    """Off the host the dense method finds its pairs with PyTorch (:func:`_torch_flat_close`) and assembles them in
+    tensors on pos's device; run that path here, in several blocks of rows and in one."""
+    g = torch.Generator().manual_seed(16)
+    pos = torch.rand(700, 3, generator=g, dtype=torch.float64) * 19
+    ref = _reference(pos, 5.0, torch.zeros(700, dtype=torch.long))
+    monkeypatch.setattr(neighbours, "_flat_close", neighbours._torch_flat_close)
+    for chunk in (2**22, 1000):
+        assert torch.equal(radius_graph(pos, 5.0, method="dense", chunk=chunk), ref), chunk
+    assert torch.equal(radius_graph(pos[:300], 5.0, method="dense"), _reference(pos[:300], 5.0, torch.zeros(300,
+                       dtype=torch.long)))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_sweep_in_blocks_of_rows_and_with_int64_keys_equals_brute_force(monkeypatch, dtype):
     g = torch.Generator().manual_seed(14)

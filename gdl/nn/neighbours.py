@@ -121,12 +121,17 @@ def _filter_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+def _torch_flat_close(d2: torch.Tensor, rc2: float) -> torch.Tensor:
+    """Flat indices of the entries of ``d2`` below ``rc2``, a tensor on ``d2``'s device."""
+    return (d2 < rc2).view(-1).nonzero().view(-1)
+
+
 def _flat_close(d2: torch.Tensor, rc2: float) -> np.ndarray | torch.Tensor:
     """Flat indices of the entries of ``d2`` below ``rc2`` (rounded to ``d2``'s dtype, as PyTorch compares with a
     Python number): on the host a NumPy array (NumPy compares about ten times and finds the entries about 1.4 times
-    faster than PyTorch there), else a tensor on ``d2``'s device."""
+    faster than PyTorch there), else :func:`_torch_flat_close`."""
     if d2.device.type != "cpu":
-        return (d2 < rc2).view(-1).nonzero().view(-1)
+        return _torch_flat_close(d2, rc2)
     if d2.dtype in (torch.float16, torch.float32, torch.float64):
         a = d2.numpy()
         return np.flatnonzero(a < a.dtype.type(rc2))
@@ -171,10 +176,12 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
             torch.sub(z[None, :], z[r0:r1, None], out=t)
             d2.add_(t.mul_(t)).diagonal(r0).fill_(math.inf)        # never an atom with itself
             flats.append(_flat_close(d2, rc2))
-        # flat index r n + j of row r of the block from r0: target r0 + r, source j (row-major: already sorted)
-        host = dev.type == "cpu"
+        # flat index r n + j of row r of the block from r0: target r0 + r, source j (row-major: already sorted);
+        # NumPy's integer division where _flat_close answered in NumPy (4x faster than PyTorch's on the host)
+        host = isinstance(flats[0], np.ndarray)
         xp = np if host else torch
-        edge_index = xp.empty((2, sum(len(f) for f in flats)), dtype=xp.int64)
+        size = (2, sum(len(f) for f in flats))
+        edge_index = np.empty(size, dtype=np.int64) if host else p.new_empty(size, dtype=torch.long)
         e0 = 0
         for r0, f in zip(range(0, n, rows), flats):
             src, tgt = edge_index[:, e0:e0 + len(f)]
@@ -183,7 +190,7 @@ def _dense_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
             xp.subtract(f, src, out=src)
             tgt += r0
             e0 += len(f)
-        return torch.from_numpy(edge_index) if host else edge_index.to(dev)
+        return torch.from_numpy(edge_index) if host else edge_index
     if num_graphs == 1:
         c = p.to(fdt)
         c = (c - c.amin(0))[None]                                   # (1, n, 3)
@@ -323,19 +330,6 @@ def _numpy_sorts_faster() -> bool:
 _SORT_CHOICE: dict[str, bool] = {}
 
 
-def _keys_sorted(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
-    """NumPy's sort of the keys ``t << shift | s`` of the directed pairs ``(a -> b)`` and ``(b -> a)``, in one
-    buffer of ``a``'s dtype."""
-    m = len(a)
-    key = np.empty(2 * m, dtype=a.dtype)
-    np.left_shift(a, shift, out=key[:m])
-    key[:m] |= b
-    np.left_shift(b, shift, out=key[m:])
-    key[m:] |= a
-    key.sort()
-    return key
-
-
 def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, shift: int) -> torch.Tensor:
     """The keys ``t << shift | s`` of the directed pairs ``(a -> b)`` and ``(b -> a)`` (distinct), sorted ascending.
 
@@ -344,10 +338,17 @@ def _both_ways_sorted(a: torch.Tensor, b: torch.Tensor, shift: int) -> torch.Ten
     radix sort to pay: the measured crossover is about 8000) is filled up with the dtype's largest value so that
     PyTorch's radix sort applies, and the filling is cut off again. The keys are distinct, so every sort gives the
     same result."""
-    host = a.device.type == "cpu"
-    if host and _numpy_sorts_faster():
-        return torch.from_numpy(_keys_sorted(a.numpy(), b.numpy(), shift))
     m = len(a)
+    host = a.device.type == "cpu"
+    if host and _numpy_sorts_faster():                            # NumPy builds them too: cheaper calls
+        an, bn = a.numpy(), b.numpy()
+        key = np.empty(2 * m, dtype=an.dtype)
+        np.left_shift(an, shift, out=key[:m])
+        key[:m] |= bn
+        np.left_shift(bn, shift, out=key[m:])
+        key[m:] |= an
+        key.sort()
+        return torch.from_numpy(key)
     size = _RADIX_MIN if host and 4000 < m < _RADIX_MIN // 2 else 2 * m
     key = a.new_empty(size)
     torch.bitwise_left_shift(a, shift, out=key[:m]).bitwise_or_(b)
@@ -365,8 +366,29 @@ def _compact(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return out.scatter_(0, place.mul_(mask), values)[1:]
 
 
-#: The cell list sorts its keys ``t << s | s`` as int32 while they stay below this, else as int64.
+#: The keys ``t << s | s`` are sorted as int32 while they stay below this, else as int64.
 _INT32_KEYS = 2**31
+
+
+def _key_layout(n: int) -> tuple[int, torch.dtype]:
+    """For ``n`` atoms: the shift ``s`` of the keys ``t << s | s`` (the bits of the largest index), and their
+    dtype."""
+    shift = max(1, (n - 1).bit_length())
+    return shift, torch.int32 if n << shift <= _INT32_KEYS else torch.long
+
+
+def _edges_from_keys(key: torch.Tensor, shift: int) -> torch.Tensor:
+    """``edge_index`` (2, E) from the sorted keys ``t << shift | s``: row 0 the sources, row 1 the targets (by
+    NumPy on the host, where it is faster)."""
+    if key.device.type == "cpu":
+        k, out = key.numpy(), np.empty((2, len(key)), dtype=np.int64)
+        np.bitwise_and(k, (1 << shift) - 1, out=out[0])
+        np.right_shift(k, shift, out=out[1])
+        return torch.from_numpy(out)
+    out = key.new_empty((2, len(key)), dtype=torch.long)
+    torch.bitwise_and(key, (1 << shift) - 1, out=out[0])
+    torch.bitwise_right_shift(key, shift, out=out[1])
+    return out
 
 
 #: The cell list's column side across y and z is :math:`r_c / 3`; along x its cells are this many times shorter.
@@ -426,13 +448,10 @@ def _cell_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, nu
     v = _compact(close, v)
     if len(v) == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=dev)
-    shift = max(1, (n - 1).bit_length())
-    order = order.to(torch.int32 if n << shift <= _INT32_KEYS else torch.long)
+    shift, key_dtype = _key_layout(n)
+    order = order.to(key_dtype)
     key = _both_ways_sorted(order.index_select(0, v >> 32), order.index_select(0, v & 0xFFFFFFFF), shift)
-    out = torch.empty(2, len(key), dtype=torch.long, device=dev)
-    torch.bitwise_and(key, (1 << shift) - 1, out=out[0])
-    torch.bitwise_right_shift(key, shift, out=out[1])
-    return out
+    return _edges_from_keys(key, shift)
 
 
 #: The sweep holds at most this many candidate pairs at once (blocks of rows of its window that stay in the cache).
@@ -449,8 +468,8 @@ def _sweep_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
     the widest such run over all atoms (found with one ``searchsorted``). Those :math:`N w` candidates form one
     sliding-window view of the sorted coordinates (no gather); the squared distances are computed on it block by
     block (the three squares summed left to right, as :func:`_sq_dist`), NumPy finds the ones below :math:`r_c^2`,
-    and one integer sort of ``target << s | source`` over both directions gives the order. :math:`O(N w)` work:
-    for a uniform system of side :math:`L`, :math:`w \\approx N r_c / L`."""
+    and one integer sort of ``target << s | source`` over both directions (:func:`_both_ways_sorted`) gives the
+    order. :math:`O(N w)` work: for a uniform system of side :math:`L`, :math:`w \\approx N r_c / L`."""
     p = pos.detach()
     n = len(p)
     rel = p.to(torch.float64, copy=True).numpy()            # a copy even of float64 positions
@@ -490,13 +509,10 @@ def _sweep_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None, n
         bs = b[order]
         same = bs[i] == bs[j]
         i, j = i[same], j[same]
-    shift = max(1, (n - 1).bit_length())
-    o = order.astype(np.int32 if n << shift <= _INT32_KEYS else np.int64)
-    key = _keys_sorted(o[i], o[j], shift)
-    out = np.empty((2, len(key)), dtype=np.int64)
-    np.bitwise_and(key, (1 << shift) - 1, out=out[0])
-    np.right_shift(key, shift, out=out[1])
-    return torch.from_numpy(out)
+    shift, key_dtype = _key_layout(n)
+    o = torch.from_numpy(order).to(key_dtype)
+    key = _both_ways_sorted(o.index_select(0, torch.from_numpy(i)), o.index_select(0, torch.from_numpy(j)), shift)
+    return _edges_from_keys(key, shift)
 
 
 def _kdtree_pairs(pos: torch.Tensor, cutoff: float, batch: torch.Tensor) -> torch.Tensor:
